@@ -1,0 +1,337 @@
+//! `MmapFile`: a pool whose bytes are a memory-mapped file.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use memmap2::{Advice, MmapMut, MmapOptions};
+
+use crate::checksum::data_checksum;
+use crate::error::{Error, Result, io_error};
+use crate::header::{HEADER_LEN, PoolHeader, check_data_len, file_len, now_unix_ns, padded_len};
+use crate::pool::Datapool;
+use crate::pool_file::{create_pool_file, read_and_check_header};
+
+/// Below this data length, `flush` syncs and hashes on the calling thread; above it, the two
+/// run side by side.
+const OVERLAP_MIN_LEN: usize = 1 << 20;
+
+/// How the pool's pages will be accessed, passed to the kernel as `madvise` advice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// No advice: the kernel's default read-ahead.
+    #[default]
+    Normal,
+    /// Random access (hash indexes): no read-ahead.
+    Random,
+    /// Sequential access (scans): aggressive read-ahead.
+    Sequential,
+}
+
+/// A pool stored in a memory-mapped file, in the format of docs/format.md.
+///
+/// Writes go straight to the page cache; [`flush`](Datapool::flush) makes them durable and
+/// records a checksum. The file is marked dirty on disk the first time write access is
+/// handed out after a flush (or after open), so a process that stops without flushing leaves
+/// a file that the next `open` reports as [`Error::Dirty`] instead of serving torn bytes.
+///
+/// One handle per file: the file is locked (`flock`) while open, and a second open, in this
+/// process or another, is [`Error::Locked`]. Dropping the pool does not flush it.
+///
+/// ```
+/// use talus_datapool::{Datapool, MmapFile};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("pool");
+/// let mut pool = MmapFile::create(&path, 5000, 1)?;
+/// pool.as_mut_slice()[4999] = 42;
+/// pool.close()?;
+///
+/// let pool = MmapFile::open(&path, 5000, 1)?;
+/// assert_eq!(pool.as_slice()[4999], 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MmapFile {
+    path: PathBuf,
+    /// Held open for the lock; the mapping does not need it.
+    _file: File,
+    /// The whole file: header page, then the data padded to a page.
+    map: MmapMut,
+    data_len: usize,
+    /// The header as it is now in the mapping.
+    header: PoolHeader,
+    /// Write access was handed out since the last flush (and the header says dirty).
+    dirty: bool,
+    /// A sync failed: the file on disk may not hold what memory holds, forever.
+    poisoned: bool,
+}
+
+/// How to create or open an [`MmapFile`].
+#[derive(Clone, Copy, Debug)]
+pub struct MmapFileOptions {
+    verify_checksum: bool,
+    access: Access,
+}
+
+impl Default for MmapFileOptions {
+    fn default() -> Self {
+        MmapFileOptions { verify_checksum: true, access: Access::Normal }
+    }
+}
+
+impl MmapFileOptions {
+    /// Verify the checksum on open; no access advice.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `open` reads every byte to verify the data checksum (default `true`).
+    /// Without it, opening is instant but damage inside the data goes unnoticed; the header,
+    /// its crc32c and the dirty flag are always checked.
+    pub fn verify_checksum(mut self, verify: bool) -> Self {
+        self.verify_checksum = verify;
+        self
+    }
+
+    /// Access advice for the mapping (default [`Access::Normal`]).
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Creates a new pool file of `data_len` zero bytes and opens it.
+    ///
+    /// The file is complete (header, checksum, disk space reserved) before it appears at
+    /// `path`; a crash during create leaves no file there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] if `path` exists (it is left unchanged),
+    /// [`Error::ZeroLength`], [`Error::TooLarge`], [`Error::Io`].
+    pub fn create(&self, path: impl AsRef<Path>, data_len: usize, user_version: u64) -> Result<MmapFile> {
+        let path = path.as_ref();
+        create_pool_file(path, data_len, user_version, true)?;
+        // Just written and synced: no need to read it all back.
+        MmapFileOptions { verify_checksum: false, ..*self }.open(path, data_len, user_version)
+    }
+
+    /// Opens an existing pool file, checking (in order) its length, magic, format version,
+    /// header crc32c, data length, user version, dirty flag and data checksum.
+    ///
+    /// # Errors
+    ///
+    /// One variant per problem: [`Error::FileLength`], [`Error::BadMagic`],
+    /// [`Error::UnsupportedVersion`], [`Error::ChecksumMismatch`], [`Error::InvalidHeader`],
+    /// [`Error::SizeMismatch`], [`Error::UserVersionMismatch`], [`Error::Dirty`],
+    /// [`Error::Locked`], [`Error::Io`].
+    pub fn open(&self, path: impl AsRef<Path>, data_len: usize, user_version: u64) -> Result<MmapFile> {
+        let path = path.as_ref();
+        let started = Instant::now();
+        check_data_len(data_len)?;
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_error("open", path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: path.to_path_buf() }),
+            Err(TryLockError::Error(source)) => return Err(Error::Io { op: "lock", path: path.to_path_buf(), source }),
+        }
+        let header = read_and_check_header(&file, path, data_len, user_version)?;
+
+        let map_len = usize::try_from(file_len(data_len))
+            .map_err(|_| Error::TooLarge { requested: data_len as u64, max: crate::MAX_DATA_LEN })?;
+        // SAFETY: the mapping is exactly as long as the file, checked just above, so no page of
+        // it lies past the end of the file; the file is locked against other talus handles for
+        // as long as the mapping lives (it is dropped with `_file`'s owner). A process that
+        // ignores the lock and truncates the file could still cause SIGBUS; ARCHITECTURE.md
+        // records this as a limit of memory-mapped files.
+        let map = unsafe { MmapOptions::new().len(map_len).map_mut(&file) }.map_err(io_error("mmap", path))?;
+
+        if self.verify_checksum {
+            advise(&map, Advice::Sequential);
+            advise(&map, Advice::WillNeed);
+            let computed = data_checksum(&header.checksum_prefix(), &map[HEADER_LEN..HEADER_LEN + data_len]);
+            header.verify_data_checksum(&computed, path)?;
+        }
+        advise(
+            &map,
+            match self.access {
+                Access::Normal => Advice::Normal,
+                Access::Random => Advice::Random,
+                Access::Sequential => Advice::Sequential,
+            },
+        );
+        tracing::debug!(path = %path.display(), data_len, verified = self.verify_checksum, elapsed_us = started.elapsed().as_micros() as u64, "opened mmap pool");
+        Ok(MmapFile { path: path.to_path_buf(), _file: file, map, data_len, header, dirty: false, poisoned: false })
+    }
+}
+
+fn advise(map: &MmapMut, advice: Advice) {
+    if let Err(error) = map.advise(advice) {
+        tracing::debug!(%error, ?advice, "madvise failed; continuing without the advice");
+    }
+}
+
+impl MmapFile {
+    /// Creates a new pool file with default options. See [`MmapFileOptions::create`].
+    ///
+    /// # Errors
+    ///
+    /// As [`MmapFileOptions::create`].
+    pub fn create(path: impl AsRef<Path>, data_len: usize, user_version: u64) -> Result<MmapFile> {
+        MmapFileOptions::new().create(path, data_len, user_version)
+    }
+
+    /// Opens a pool file with default options (checksum verified). See [`MmapFileOptions::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`MmapFileOptions::open`].
+    pub fn open(path: impl AsRef<Path>, data_len: usize, user_version: u64) -> Result<MmapFile> {
+        MmapFileOptions::new().open(path, data_len, user_version)
+    }
+
+    /// Flushes and closes the pool, reporting any error that dropping would swallow.
+    ///
+    /// # Errors
+    ///
+    /// As [`Datapool::flush`].
+    pub fn close(mut self) -> Result<()> {
+        self.flush()
+    }
+
+    /// The pool file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The header as it is now (dirty while unflushed changes may exist).
+    pub fn header(&self) -> &PoolHeader {
+        &self.header
+    }
+
+    /// The caller's schema version recorded at create time.
+    pub fn user_version(&self) -> u64 {
+        self.header.user_version
+    }
+
+    /// The exact data length recorded in the header.
+    pub fn data_len(&self) -> u64 {
+        self.header.data_len
+    }
+
+    /// When the pool was created.
+    pub fn created_at(&self) -> SystemTime {
+        self.header.created_at()
+    }
+
+    /// When the pool was last flushed (its creation time if never).
+    pub fn flushed_at(&self) -> SystemTime {
+        self.header.flushed_at()
+    }
+
+    /// Whether write access was handed out since the last flush.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    fn write_header(&mut self, header: &PoolHeader) {
+        let mut page = [0u8; HEADER_LEN];
+        header.encode(&mut page);
+        self.map[..HEADER_LEN].copy_from_slice(&page);
+        self.header = *header;
+    }
+
+    /// Records on disk, before any data byte can change, that the pool is being written.
+    fn mark_dirty(&mut self) {
+        if self.dirty {
+            return;
+        }
+        self.dirty = true;
+        let header = PoolHeader { dirty: true, ..self.header };
+        self.write_header(&header);
+        if let Err(error) = self.map.flush_range(0, HEADER_LEN) {
+            // The flag is in the page cache and reaches disk with the next writeback; should
+            // the OS crash first, the data checksum still catches the change. But a failed
+            // sync means the kernel may have dropped the page, so no flush is trusted again.
+            tracing::error!(path = %self.path.display(), %error, "could not sync the dirty flag");
+            self.poisoned = true;
+        }
+    }
+
+    fn flush_dirty(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let mut header = PoolHeader { dirty: false, flushed_unix_ns: now_unix_ns(), ..self.header };
+        let prefix = header.checksum_prefix();
+        let padded = padded_len(self.data_len);
+        let map = &self.map;
+        let data = &map[HEADER_LEN..HEADER_LEN + self.data_len];
+
+        // Step 1: the data reaches disk (msync) while its checksum is computed.
+        let (synced, checksum) = if self.data_len < OVERLAP_MIN_LEN {
+            (map.flush_range(HEADER_LEN, padded), data_checksum(&prefix, data))
+        } else {
+            std::thread::scope(|scope| {
+                let syncer = scope.spawn(|| map.flush_range(HEADER_LEN, padded));
+                let checksum = data_checksum(&prefix, data);
+                (syncer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), checksum)
+            })
+        };
+        synced.map_err(io_error("msync data", &self.path))?;
+
+        // Step 2: only then the clean header, with the checksum of what is on disk.
+        header.data_checksum = checksum;
+        self.write_header(&header);
+        self.map.flush_range(0, HEADER_LEN).map_err(io_error("msync header", &self.path))?;
+        self.dirty = false;
+        tracing::debug!(path = %self.path.display(), data_len = self.data_len, elapsed_us = started.elapsed().as_micros() as u64, "flushed mmap pool");
+        Ok(())
+    }
+}
+
+impl Datapool for MmapFile {
+    fn len(&self) -> usize {
+        self.data_len
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.map[HEADER_LEN..HEADER_LEN + self.data_len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.mark_dirty();
+        &mut self.map[HEADER_LEN..HEADER_LEN + self.data_len]
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.mark_dirty();
+        self.map[HEADER_LEN..].as_mut_ptr()
+    }
+
+    /// Syncs the data, then writes and syncs a clean header with the new checksum. Does
+    /// nothing if no write access was handed out since the last flush.
+    fn flush(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned { path: self.path.clone() });
+        }
+        if !self.dirty {
+            return Ok(());
+        }
+        let result = self.flush_dirty();
+        if let Err(error) = &result {
+            tracing::error!(path = %self.path.display(), %error, "flush failed; pool poisoned");
+            self.poisoned = true;
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for MmapFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapFile")
+            .field("path", &self.path)
+            .field("data_len", &self.data_len)
+            .field("dirty", &self.dirty)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
