@@ -11,7 +11,7 @@ use crate::error::Result;
 /// Implementations: [`Memory`](crate::Memory) (volatile), [`MmapFile`](crate::MmapFile) (the
 /// bytes are a mapped file) and [`FileBackedMemory`](crate::FileBackedMemory) (the bytes are
 /// anonymous memory saved to a file on `flush`).
-pub trait Datapool: Send + Sync {
+pub trait Datapool: Send + Sync + std::fmt::Debug {
     /// The number of data bytes. Never zero, and the same after create and after open.
     fn len(&self) -> usize;
 
