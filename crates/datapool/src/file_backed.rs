@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::checksum::{DataHasher, data_checksum};
 use crate::error::{Error, Result, io_error};
@@ -271,29 +271,10 @@ impl FileBackedMemory {
         &self.path
     }
 
-    /// The header of the image on disk.
+    /// The header of the image on disk: user version, data length, created and last-flushed
+    /// times.
     pub fn header(&self) -> &PoolHeader {
         &self.header
-    }
-
-    /// The caller's schema version recorded at create time.
-    pub fn user_version(&self) -> u64 {
-        self.header.user_version
-    }
-
-    /// The exact data length recorded in the header.
-    pub fn data_len(&self) -> u64 {
-        self.header.data_len
-    }
-
-    /// When the pool was created.
-    pub fn created_at(&self) -> SystemTime {
-        self.header.created_at()
-    }
-
-    /// When the image on disk was written (the creation time if never flushed).
-    pub fn flushed_at(&self) -> SystemTime {
-        self.header.flushed_at()
     }
 
     /// Whether `O_DIRECT` is in use.

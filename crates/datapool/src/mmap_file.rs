@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use memmap2::{Advice, MmapMut, MmapOptions};
 
@@ -204,29 +204,10 @@ impl MmapFile {
         &self.path
     }
 
-    /// The header as it is now (dirty while unflushed changes may exist).
+    /// The header as it is now (dirty while unflushed changes may exist): user version, data
+    /// length, created and last-flushed times.
     pub fn header(&self) -> &PoolHeader {
         &self.header
-    }
-
-    /// The caller's schema version recorded at create time.
-    pub fn user_version(&self) -> u64 {
-        self.header.user_version
-    }
-
-    /// The exact data length recorded in the header.
-    pub fn data_len(&self) -> u64 {
-        self.header.data_len
-    }
-
-    /// When the pool was created.
-    pub fn created_at(&self) -> SystemTime {
-        self.header.created_at()
-    }
-
-    /// When the pool was last flushed (its creation time if never).
-    pub fn flushed_at(&self) -> SystemTime {
-        self.header.flushed_at()
     }
 
     /// Whether write access was handed out since the last flush.

@@ -12,7 +12,7 @@ fn flush_interrupted_before_rename_keeps_the_previous_image() {
     let mut pool = FileBackedMemory::create(&path, data_len, 7).expect("create");
     pool.as_mut_slice().fill(0x11);
     pool.flush().expect("first flush");
-    let first_flushed_at = pool.flushed_at();
+    let first_flushed_at = pool.header().flushed_at();
 
     pool.as_mut_slice().fill(0x22);
     fault::arm_crash_before_rename();
@@ -26,7 +26,7 @@ fn flush_interrupted_before_rename_keeps_the_previous_image() {
     // ...but the pool file still holds the previous image, which opens and verifies.
     let reopened = FileBackedMemory::open(&path, data_len, 7).expect("the previous image opens");
     assert!(reopened.as_slice().iter().all(|&b| b == 0x11), "previous image, not the new one");
-    assert_eq!(reopened.flushed_at(), first_flushed_at);
+    assert_eq!(reopened.header().flushed_at(), first_flushed_at);
     drop(reopened);
 
     // A later flush overwrites the stray temporary file and goes through.

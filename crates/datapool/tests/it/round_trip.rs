@@ -129,27 +129,27 @@ fn header_accessors_report_what_was_created_and_flushed() {
     let started = SystemTime::now();
 
     let mut pool = MmapFile::create(dir.path().join("mmap"), 5000, 77).expect("create");
-    assert_eq!((pool.user_version(), pool.data_len()), (77, 5000));
-    assert!(pool.created_at() >= started && pool.flushed_at() == pool.created_at());
+    assert_eq!((pool.header().user_version, pool.header().data_len), (77, 5000));
+    assert!(pool.header().created_at() >= started && pool.header().flushed_at() == pool.header().created_at());
     assert!(!pool.is_dirty() && !pool.header().dirty);
     pool.as_mut_slice()[0] = 1;
     assert!(pool.is_dirty() && pool.header().dirty);
     std::thread::sleep(std::time::Duration::from_millis(2));
     pool.flush().expect("flush");
-    assert!(!pool.is_dirty() && pool.flushed_at() > pool.created_at());
+    assert!(!pool.is_dirty() && pool.header().flushed_at() > pool.header().created_at());
 
     let mut pool = FileBackedMemory::create(dir.path().join("fbm"), 5000, 78).expect("create");
-    assert_eq!((pool.user_version(), pool.data_len()), (78, 5000));
-    let created_at = pool.created_at();
+    assert_eq!((pool.header().user_version, pool.header().data_len), (78, 5000));
+    let created_at = pool.header().created_at();
     pool.as_mut_slice()[0] = 1;
     assert!(pool.is_changed());
     std::thread::sleep(std::time::Duration::from_millis(2));
     pool.flush().expect("flush");
-    assert!(!pool.is_changed() && pool.flushed_at() > created_at && pool.created_at() == created_at);
-    let flushed_at = pool.flushed_at();
+    assert!(!pool.is_changed() && pool.header().flushed_at() > created_at && pool.header().created_at() == created_at);
+    let flushed_at = pool.header().flushed_at();
     drop(pool);
     let pool = FileBackedMemory::open(dir.path().join("fbm"), 5000, 78).expect("open");
-    assert_eq!((pool.created_at(), pool.flushed_at()), (created_at, flushed_at));
+    assert_eq!((pool.header().created_at(), pool.header().flushed_at()), (created_at, flushed_at));
 }
 
 #[test]
