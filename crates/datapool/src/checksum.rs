@@ -3,6 +3,11 @@
 //! Large inputs are hashed on all cores (blake3's rayon support): hashing a 1 GiB pool on one
 //! core would cost more than writing it to a fast disk.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use crate::error::Result;
 use crate::header::{CHECKSUM_LEN, HEADER_LEN};
 
 /// Below this many bytes an update is hashed on the calling thread; splitting smaller inputs
@@ -58,4 +63,89 @@ pub(crate) fn zeros_checksum(prefix: &[u8; HEADER_LEN], data_len: usize) -> [u8;
         remaining -= n;
     }
     hasher.finalize()
+}
+
+/// Brings a large region in from disk and hashes it, overlapping the two.
+///
+/// `load` turns a piece description into the piece's bytes (reading a file into memory, or
+/// faulting in a mapping). `n_workers` threads call it on interleaved pieces, so several
+/// requests are in flight and page faults are taken on several cores, while one more thread
+/// feeds the pieces to `hasher` in order. Without a hasher the pieces are only loaded.
+/// The first error stops the workers and is returned.
+pub(crate) fn load_and_hash<'a, P, F>(
+    pieces: Vec<P>,
+    n_workers: usize,
+    hasher: Option<DataHasher>,
+    load: F,
+) -> Result<Option<[u8; CHECKSUM_LEN]>>
+where
+    P: Send,
+    F: Fn(P) -> Result<&'a [u8]> + Sync,
+{
+    assert!(n_workers > 0);
+    let n_pieces = pieces.len();
+    let mut per_worker: Vec<Vec<(usize, P)>> = (0..n_workers).map(|_| Vec::new()).collect();
+    for (idx, piece) in pieces.into_iter().enumerate() {
+        per_worker[idx % n_workers].push((idx, piece));
+    }
+    let failed = AtomicBool::new(false);
+    let load = &load;
+
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel::<(usize, &'a [u8])>();
+        // Without a hasher the receiver is dropped here and the sends below are no-ops.
+        let hashing = hasher.map(|mut hasher| {
+            scope.spawn(move || {
+                let mut early = BTreeMap::new();
+                let mut next_idx = 0;
+                for (idx, bytes) in receiver {
+                    early.insert(idx, bytes);
+                    while let Some(bytes) = early.remove(&next_idx) {
+                        hasher.update(bytes);
+                        next_idx += 1;
+                    }
+                }
+                (next_idx, hasher.finalize())
+            })
+        });
+
+        let workers: Vec<_> = per_worker
+            .into_iter()
+            .map(|mine| {
+                let sender = sender.clone();
+                let failed = &failed;
+                scope.spawn(move || -> Result<()> {
+                    for (idx, piece) in mine {
+                        if failed.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        match load(piece) {
+                            // A closed channel means no checksum is wanted.
+                            Ok(bytes) => drop(sender.send((idx, bytes))),
+                            Err(error) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(error);
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop(sender);
+
+        let mut loaded = Ok(());
+        for worker in workers {
+            let result = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if loaded.is_ok() {
+                loaded = result;
+            }
+        }
+        let hashed = hashing.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        loaded?;
+        Ok(hashed.map(|(n_hashed, checksum)| {
+            assert_eq!(n_hashed, n_pieces, "every piece was hashed, in order");
+            checksum
+        }))
+    })
 }

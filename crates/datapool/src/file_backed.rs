@@ -1,14 +1,11 @@
 //! `FileBackedMemory`: anonymous memory, saved whole to a file on flush.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
-use crate::checksum::{DataHasher, data_checksum};
+use crate::checksum::{DataHasher, data_checksum, load_and_hash};
 use crate::error::{Error, Result, io_error};
 use crate::header::{HEADER_LEN, PoolHeader, check_data_len, now_unix_ns};
 use crate::memory::{Memory, MemoryOptions};
@@ -19,10 +16,10 @@ use crate::pool_file::{
 };
 
 /// Loading reads the file in pieces of this size, hashing each while others are read.
-const LOAD_CHUNK_LEN: usize = 8 << 20;
+const LOAD_PIECE_LEN: usize = 8 << 20;
 
 /// How many threads read pieces at once when loading.
-const LOAD_READERS: usize = 4;
+const LOAD_WORKERS: usize = 4;
 
 /// Suffix of the file a flush writes before renaming it over the pool file.
 pub(crate) const FLUSH_TEMP_SUFFIX: &str = ".flushing";
@@ -157,11 +154,8 @@ impl FileBackedOptions {
 }
 
 /// Reads the data pages of a pool file into `padded` (the data length rounded up to a page)
-/// and, given a hasher, returns the data checksum.
-///
-/// `LOAD_READERS` threads read interleaved pieces at once (keeping several requests in
-/// flight, and faulting in the fresh memory on several cores) while a hasher thread consumes
-/// the pieces in file order. Padding bytes past `data_len` are zeroed whatever the file holds.
+/// and, given a hasher, returns the data checksum; pieces are read by several threads and
+/// hashed as they arrive. Padding bytes past `data_len` are zeroed whatever the file holds.
 fn load_image(
     file: &File,
     path: &Path,
@@ -169,72 +163,14 @@ fn load_image(
     data_len: usize,
     hasher: Option<DataHasher>,
 ) -> Result<Option<[u8; 32]>> {
-    let mut per_reader: Vec<Vec<(usize, &mut [u8])>> = (0..LOAD_READERS).map(|_| Vec::new()).collect();
-    for (idx, chunk) in padded.chunks_mut(LOAD_CHUNK_LEN).enumerate() {
-        per_reader[idx % LOAD_READERS].push((idx, chunk));
-    }
-    let n_chunks = per_reader.iter().map(Vec::len).sum::<usize>();
-    let failed = AtomicBool::new(false);
-
-    std::thread::scope(|scope| {
-        let (sender, receiver) = mpsc::channel::<(usize, &[u8])>();
-        // Without a hasher the receiver is dropped here and the sends below are no-ops.
-        let hashing = hasher.map(|mut hasher| {
-            scope.spawn(move || {
-                let mut early = BTreeMap::new();
-                let mut next_idx = 0;
-                for (idx, piece) in receiver {
-                    early.insert(idx, piece);
-                    while let Some(piece) = early.remove(&next_idx) {
-                        hasher.update(piece);
-                        next_idx += 1;
-                    }
-                }
-                (next_idx, hasher.finalize())
-            })
-        });
-
-        let readers: Vec<_> = per_reader
-            .into_iter()
-            .map(|chunks| {
-                let sender = sender.clone();
-                let failed = &failed;
-                scope.spawn(move || -> Result<()> {
-                    for (idx, chunk) in chunks {
-                        if failed.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let start = idx * LOAD_CHUNK_LEN;
-                        let offset = (HEADER_LEN + start) as u64;
-                        if let Err(error) = read_exact_at_retrying_buffered(file, path, chunk, offset) {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(error);
-                        }
-                        let data_end = data_len.saturating_sub(start).min(chunk.len());
-                        chunk[data_end..].fill(0);
-                        let chunk: &[u8] = chunk;
-                        // A closed channel means no checksum is wanted.
-                        let _ = sender.send((idx, &chunk[..data_end]));
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        drop(sender);
-
-        let mut loaded = Ok(());
-        for reader in readers {
-            let result = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if loaded.is_ok() {
-                loaded = result;
-            }
-        }
-        let hashed = hashing.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        loaded?;
-        Ok(hashed.map(|(n_hashed, checksum)| {
-            assert_eq!(n_hashed, n_chunks, "every piece was hashed, in order");
-            checksum
-        }))
+    let pieces: Vec<(usize, &mut [u8])> =
+        padded.chunks_mut(LOAD_PIECE_LEN).enumerate().map(|(idx, chunk)| (idx * LOAD_PIECE_LEN, chunk)).collect();
+    load_and_hash(pieces, LOAD_WORKERS, hasher, |(start, chunk)| {
+        read_exact_at_retrying_buffered(file, path, chunk, (HEADER_LEN + start) as u64)?;
+        let data_end = data_len.saturating_sub(start).min(chunk.len());
+        chunk[data_end..].fill(0);
+        let chunk: &[u8] = chunk;
+        Ok(&chunk[..data_end])
     })
 }
 

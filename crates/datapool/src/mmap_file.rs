@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use memmap2::{Advice, MmapMut, MmapOptions};
 
-use crate::checksum::data_checksum;
+use crate::checksum::{DataHasher, data_checksum, load_and_hash};
 use crate::error::{Error, Result, io_error};
 use crate::header::{HEADER_LEN, PoolHeader, check_data_len, file_len, now_unix_ns, padded_len};
 use crate::pool::Datapool;
@@ -15,6 +15,12 @@ use crate::pool_file::{create_pool_file, read_and_check_header};
 /// Below this data length, `flush` syncs and hashes on the calling thread; above it, the two
 /// run side by side.
 const OVERLAP_MIN_LEN: usize = 1 << 20;
+
+/// Verification faults the data in and hashes it in pieces of this size...
+const VERIFY_PIECE_LEN: usize = 32 << 20;
+
+/// ...on this many threads at once.
+const VERIFY_WORKERS: usize = 4;
 
 /// How the pool's pages will be accessed, passed to the kernel as `madvise` advice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,8 +154,7 @@ impl MmapFileOptions {
 
         if self.verify_checksum {
             advise(&map, Advice::Sequential);
-            advise(&map, Advice::WillNeed);
-            let computed = data_checksum(&header.checksum_prefix(), &map[HEADER_LEN..HEADER_LEN + data_len]);
+            let computed = verify_pieces(&map, path, data_len, &header)?;
             header.verify_data_checksum(&computed, path)?;
         }
         advise(
@@ -163,6 +168,29 @@ impl MmapFileOptions {
         tracing::debug!(path = %path.display(), data_len, verified = self.verify_checksum, elapsed_us = started.elapsed().as_micros() as u64, "opened mmap pool");
         Ok(MmapFile { path: path.to_path_buf(), _file: file, map, data_len, header, dirty: false, poisoned: false })
     }
+}
+
+/// Faults the data in from disk piece by piece on several threads (`MADV_POPULATE_READ`,
+/// which reports a read error as an error where touching the page would raise SIGBUS) and
+/// hashes the pieces as they arrive.
+fn verify_pieces(map: &MmapMut, path: &Path, data_len: usize, header: &PoolHeader) -> Result<[u8; 32]> {
+    let pieces: Vec<usize> = (0..data_len).step_by(VERIFY_PIECE_LEN).collect();
+    let hasher = DataHasher::new(&header.checksum_prefix());
+    let checksum = load_and_hash(pieces, VERIFY_WORKERS, Some(hasher), |start| {
+        let end = (start + VERIFY_PIECE_LEN).min(data_len);
+        // Read the whole piece in large requests, then map it.
+        if let Err(error) = map.advise_range(Advice::WillNeed, HEADER_LEN + start, end - start) {
+            tracing::debug!(%error, "MADV_WILLNEED failed; relying on page faults");
+        }
+        match map.advise_range(Advice::PopulateRead, HEADER_LEN + start, end - start) {
+            Ok(()) => {}
+            // Kernels before 5.14 lack the advice; plain page faults do the same job.
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(source) => return Err(Error::Io { op: "read (populate)", path: path.to_path_buf(), source }),
+        }
+        Ok(&map[HEADER_LEN + start..HEADER_LEN + end])
+    })?;
+    Ok(checksum.expect("a hasher was given"))
 }
 
 fn advise(map: &MmapMut, advice: Advice) {
