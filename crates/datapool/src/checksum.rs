@@ -84,6 +84,18 @@ where
 {
     assert!(n_workers > 0);
     let n_pieces = pieces.len();
+    if n_pieces <= 1 {
+        // Small pools: threads would cost more than they save.
+        let mut hasher = hasher;
+        for piece in pieces {
+            let bytes = load(piece)?;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(bytes);
+            }
+        }
+        return Ok(hasher.map(|hasher| hasher.finalize()));
+    }
+    let n_workers = n_workers.min(n_pieces);
     let mut per_worker: Vec<Vec<(usize, P)>> = (0..n_workers).map(|_| Vec::new()).collect();
     for (idx, piece) in pieces.into_iter().enumerate() {
         per_worker[idx % n_workers].push((idx, piece));

@@ -213,7 +213,7 @@ impl FileBackedMemory {
         &self.header
     }
 
-    /// Whether `O_DIRECT` is in use.
+    /// Whether `O_DIRECT` is used: as configured, until the file system refuses it once.
     pub fn uses_direct_io(&self) -> bool {
         self.direct_io
     }

@@ -71,6 +71,8 @@ impl Drop for RemoveOnDrop<'_> {
 /// Opens with `O_DIRECT` when `direct` is asked for and the file system accepts it, else
 /// buffered. Returns whether the file is in direct mode.
 pub(crate) fn open_maybe_direct(options: &OpenOptions, path: &Path, direct: bool) -> io::Result<(File, bool)> {
+    #[cfg(test)]
+    let direct = direct && !fault::direct_io_refused();
     if direct {
         let mut direct_options = options.clone();
         direct_options.custom_flags(libc::O_DIRECT);
@@ -226,5 +228,24 @@ pub(crate) fn read_exact_at_retrying_buffered(file: &File, path: &Path, buf: &mu
             buffered.read_exact_at(buf, offset).map_err(io_error("read", path))
         }
         Err(source) => Err(Error::Io { op: "read", path: path.to_path_buf(), source }),
+    }
+}
+
+/// A test-only fault hook: makes `O_DIRECT` look unsupported on this thread, as on a file
+/// system that refuses it.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        static REFUSE_DIRECT_IO: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(crate) fn refuse_direct_io(refuse: bool) {
+        REFUSE_DIRECT_IO.with(|flag| flag.set(refuse));
+    }
+
+    pub(crate) fn direct_io_refused() -> bool {
+        REFUSE_DIRECT_IO.with(Cell::get)
     }
 }

@@ -51,3 +51,22 @@ fn interrupted_flush_of_a_never_flushed_pool_leaves_zeros() {
     let reopened = FileBackedMemory::open(&path, 5000, 1).expect("the created image opens");
     assert!(reopened.as_slice().iter().all(|&b| b == 0));
 }
+
+#[test]
+fn a_file_system_without_o_direct_falls_back_to_buffered_io() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pool");
+    crate::pool_file::fault::refuse_direct_io(true);
+    let mut pool = FileBackedMemory::create(&path, 70_000, 1).expect("create");
+    assert!(pool.uses_direct_io(), "not probed until the first flush");
+    pool.as_mut_slice().fill(0x5a);
+    pool.flush().expect("buffered flush");
+    assert!(!pool.uses_direct_io(), "the refusal is remembered");
+    drop(pool);
+    let pool = FileBackedMemory::open(&path, 70_000, 1).expect("buffered open");
+    assert!(!pool.uses_direct_io());
+    assert!(pool.as_slice().iter().all(|&b| b == 0x5a));
+    crate::pool_file::fault::refuse_direct_io(false);
+    let pool = FileBackedMemory::open(&path, 70_000, 1).expect("direct open");
+    assert!(pool.as_slice().iter().all(|&b| b == 0x5a));
+}
