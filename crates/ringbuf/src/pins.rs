@@ -1,0 +1,133 @@
+//! Reader pins: how a reader keeps the memory it reads from being reclaimed or reused.
+//!
+//! Each pin occupies a slot holding two values: the `head` the reader saw when it pinned
+//! (memory at or above it is not reclaimed while the pin lives), and the free epoch it saw
+//! (entries freed at or after that epoch are not reused in place while the pin lives).
+//!
+//! The protocol, with sequentially consistent operations on both sides:
+//! - a reader claims a slot with the current `head`, then stores the current free epoch, and
+//!   checks `address >= head` on every read;
+//! - reclaim loads `head`, then every slot, and zeroes only below the smallest of them;
+//! - reuse takes an entry freed at epoch `f` only when every pinned slot's epoch is above `f`.
+//!
+//! A reader that claimed its slot after reclaim scanned it loads a `head` at least as new as
+//! the one reclaim used, so it never reads below it; one that claimed before is seen.
+
+use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, spin_hint};
+
+/// How many pins may be held at once; pinning waits while all are taken.
+#[cfg(not(loom))]
+pub const MAX_PINS: usize = 128;
+#[cfg(loom)]
+pub const MAX_PINS: usize = 4;
+
+const UNPINNED: u64 = u64::MAX;
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// `UNPINNED`, or the head seen at pin time.
+    head: AtomicU64,
+    /// The free epoch seen at pin time; 0 while it is being set (which blocks all reuse).
+    epoch: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Pins {
+    slots: Box<[CachePadded<Slot>]>,
+    /// Slots at or above this index have never been used; scans stop there.
+    high_water: AtomicUsize,
+}
+
+impl Pins {
+    pub(crate) fn new() -> Self {
+        let slots = (0..MAX_PINS)
+            .map(|_| CachePadded(Slot { head: AtomicU64::new(UNPINNED), epoch: AtomicU64::new(0) }))
+            .collect();
+        Pins { slots, high_water: AtomicUsize::new(0) }
+    }
+
+    /// Pins: claims a slot with the current `head` and free `epoch`; returns the slot.
+    pub(crate) fn pin(&self, head: &AtomicU64, epoch: &AtomicU64) -> usize {
+        let mut idx = hint();
+        loop {
+            for _ in 0..MAX_PINS {
+                let slot = &self.slots[idx];
+                if slot.head.load(Ordering::Relaxed) == UNPINNED {
+                    let seen_head = head.load(Ordering::SeqCst);
+                    if slot.head.compare_exchange(UNPINNED, seen_head, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                        slot.epoch.store(epoch.load(Ordering::SeqCst), Ordering::SeqCst);
+                        self.high_water.fetch_max(idx + 1, Ordering::SeqCst);
+                        set_hint(idx);
+                        return idx;
+                    }
+                }
+                idx = (idx + 1) % MAX_PINS;
+            }
+            // Every slot is taken: wait for a reader to let go.
+            spin_hint();
+        }
+    }
+
+    pub(crate) fn unpin(&self, idx: usize) {
+        let slot = &self.slots[idx];
+        slot.epoch.store(0, Ordering::Relaxed);
+        slot.head.store(UNPINNED, Ordering::SeqCst);
+    }
+
+    fn used(&self) -> &[CachePadded<Slot>] {
+        &self.slots[..self.high_water.load(Ordering::SeqCst)]
+    }
+
+    /// The smallest head any live pin saw (`u64::MAX` without pins).
+    pub(crate) fn min_head(&self) -> u64 {
+        self.used().iter().map(|slot| slot.head.load(Ordering::SeqCst)).min().unwrap_or(UNPINNED)
+    }
+
+    /// The smallest free epoch any live pin saw (`u64::MAX` without pins).
+    pub(crate) fn min_epoch(&self) -> u64 {
+        self.used()
+            .iter()
+            .filter(|slot| slot.head.load(Ordering::SeqCst) != UNPINNED)
+            .map(|slot| slot.epoch.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// How many pins are live (for metrics).
+    pub(crate) fn n_pinned(&self) -> usize {
+        self.used().iter().filter(|slot| slot.head.load(Ordering::Relaxed) != UNPINNED).count()
+    }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+#[cfg(not(loom))]
+static NEXT_HINT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Where this thread starts looking for a free slot: its last slot, so that each thread
+/// tends to keep a slot (and its cache line) of its own.
+#[cfg(not(loom))]
+fn hint() -> usize {
+    HINT.with(|hint| {
+        if hint.get() == usize::MAX {
+            hint.set(NEXT_HINT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % MAX_PINS);
+        }
+        hint.get()
+    })
+}
+
+#[cfg(not(loom))]
+fn set_hint(idx: usize) {
+    HINT.with(|hint| hint.set(idx));
+}
+
+#[cfg(loom)]
+fn hint() -> usize {
+    0
+}
+
+#[cfg(loom)]
+fn set_hint(_idx: usize) {}
