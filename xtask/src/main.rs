@@ -1,8 +1,8 @@
 //! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
 //!
 //! - `ci`: everything CI checks, in the order that fails fastest: formatting, the layering
-//!   check, clippy, tests (nextest when installed, else `cargo test`, plus doc tests), docs,
-//!   and bench compilation.
+//!   check, clippy, tests (nextest when installed, else `cargo test`, plus doc tests), the
+//!   loom model checks, docs, and bench compilation.
 //! - `layering`: only the check that dependencies between Talus crates point down the stack.
 
 use std::process::Command;
@@ -44,6 +44,11 @@ fn ci() -> Result<()> {
     } else {
         run("tests (cargo test)", cargo(&["test", "--workspace", "--locked"]))?;
     }
+    // loom model checks of the ring's lock-free protocols, in a target dir of their own
+    // (the cfg changes every crate's build).
+    let mut loom = cargo(&["test", "-p", "talus-ringbuf", "--lib", "--release", "--locked"]);
+    loom.env("RUSTFLAGS", "--cfg loom").env("CARGO_TARGET_DIR", "target/loom").env("LOOM_MAX_PREEMPTIONS", "3");
+    run("loom", loom)?;
     let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--locked"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run("docs", doc)?;

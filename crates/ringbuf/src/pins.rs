@@ -13,11 +13,12 @@
 //! A reader that claimed its slot after reclaim scanned it loads a `head` at least as new as
 //! the one reclaim used, so it never reads below it; one that claimed before is seen.
 
-use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, spin_hint};
+use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, fence, spin_hint};
 
 /// How many pins may be held at once; pinning waits while all are taken.
 #[cfg(not(loom))]
 pub const MAX_PINS: usize = 128;
+/// How many pins may be held at once (small under loom, to keep its state space small).
 #[cfg(loom)]
 pub const MAX_PINS: usize = 4;
 
@@ -55,8 +56,15 @@ impl Pins {
                 if slot.head.load(Ordering::Relaxed) == UNPINNED {
                     let seen_head = head.load(Ordering::SeqCst);
                     if slot.head.compare_exchange(UNPINNED, seen_head, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                        if self.high_water.load(Ordering::Relaxed) <= idx {
+                            self.high_water.fetch_max(idx + 1, Ordering::SeqCst);
+                        }
+                        // The slot is claimed before the epoch and every later head check
+                        // are read: with the fence in `scan_fence`, either a scan sees this
+                        // slot or this reader sees the scanner's head and epoch.
+                        fence(Ordering::SeqCst);
                         slot.epoch.store(epoch.load(Ordering::SeqCst), Ordering::SeqCst);
-                        self.high_water.fetch_max(idx + 1, Ordering::SeqCst);
+                        fence(Ordering::SeqCst);
                         set_hint(idx);
                         return idx;
                     }
@@ -74,7 +82,10 @@ impl Pins {
         slot.head.store(UNPINNED, Ordering::SeqCst);
     }
 
+    /// The slots ever used, after a fence that pairs with the one in `pin` (so that a scan
+    /// made after moving head or taking a free epoch sees every pin that could miss them).
     fn used(&self) -> &[CachePadded<Slot>] {
+        fence(Ordering::SeqCst);
         &self.slots[..self.high_water.load(Ordering::SeqCst)]
     }
 
@@ -94,6 +105,7 @@ impl Pins {
     }
 
     /// How many pins are live (for metrics).
+    #[cfg(not(loom))]
     pub(crate) fn n_pinned(&self) -> usize {
         self.used().iter().filter(|slot| slot.head.load(Ordering::Relaxed) != UNPINNED).count()
     }

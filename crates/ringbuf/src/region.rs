@@ -39,10 +39,10 @@ impl Region {
 
     /// The header word of the entry that starts at `address`.
     ///
-    /// Safe to call for any 8-aligned address: the word always lies inside the region and is
-    /// only ever accessed as an atomic while entries live there. The protocol keeps payload
-    /// bytes from being read as headers (the ring's entry-start bitmap) and keeps `zero`
-    /// away from words in use (reclaim only zeroes memory no thread can reach).
+    /// Safe to call for any 8-aligned address: the word always lies inside the region, and
+    /// the ring's protocol only touches it as an atomic while an entry starts there (the
+    /// entry-start bitmap keeps payload bytes, which are written non-atomically, from ever
+    /// being read as a header).
     pub(crate) fn header(&self, address: u64) -> &AtomicU64 {
         let offset = self.offset(address);
         assert_eq!(offset % ENTRY_ALIGN, 0, "entry addresses are 8-aligned");
@@ -102,21 +102,26 @@ impl Region {
         }
     }
 
-    /// Sets the bytes of logical range `[from, until)` to zero.
-    ///
-    /// # Safety
-    ///
-    /// `until - from <= capacity`, and no thread accesses the range (atomically or not)
-    /// until the caller publishes that it was zeroed (reclaim's release store).
-    pub(crate) unsafe fn zero(&self, from: u64, until: u64) {
-        let len = (until - from) as usize;
-        assert!(len <= self.capacity);
-        let start = self.offset(from);
-        let first_len = len.min(self.capacity - start);
-        // SAFETY: both pieces lie inside the region; exclusivity by contract.
-        unsafe {
-            std::ptr::write_bytes(self.base.as_ptr().add(start), 0, first_len);
-            std::ptr::write_bytes(self.base.as_ptr(), 0, len - first_len);
+    /// Hints the CPU to bring the cache line holding `address` in for writing (or reading),
+    /// ahead of use. Never faults, whatever the address.
+    #[inline]
+    pub(crate) fn prefetch(&self, address: u64, for_write: bool) {
+        let offset = self.offset(address);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+            // SAFETY: `offset < capacity`, so the pointer is inside the region; a prefetch
+            // only hints the cache and never dereferences or faults.
+            unsafe {
+                let pointer = self.base.as_ptr().add(offset).cast::<i8>();
+                if for_write {
+                    _mm_prefetch::<_MM_HINT_ET0>(pointer);
+                } else {
+                    _mm_prefetch::<_MM_HINT_T0>(pointer);
+                }
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (offset, for_write);
     }
 }

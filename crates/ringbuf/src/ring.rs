@@ -12,7 +12,7 @@ use crate::free_list::{FreeEntry, FreeLists, class_of, class_size};
 use crate::metrics::{RingMetrics, StateMetrics};
 use crate::pins::Pins;
 use crate::region::Region;
-use crate::sync::{AtomicBool, AtomicU64, CachePadded, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, CachePadded, Mutex, Ordering, fence};
 
 /// A FASTER-style circular allocator over a [`Datapool`]: variable-size entries at growing
 /// logical addresses, evicted in order from the head.
@@ -45,8 +45,9 @@ pub struct RingBuffer<P: Datapool> {
 }
 
 impl<P: Datapool> RingBuffer<P> {
-    /// Builds a ring over all of `pool`, whose length must be a power of two. The pool's
-    /// bytes are zeroed: a ring never trusts what a pool held before.
+    /// Builds a ring over all of `pool`, whose length must be a power of two. Whatever the
+    /// pool held before is ignored: the ring starts empty, and an entry exists only where
+    /// this ring allocated one.
     ///
     /// # Errors
     ///
@@ -65,8 +66,6 @@ impl<P: Datapool> RingBuffer<P> {
         // the ring, and this crate never touches it otherwise. Alignment checked above;
         // capacity is a power of two (validated) and at least a page (>= 64).
         let region = unsafe { Region::new(base, capacity) };
-        // SAFETY: nothing else can reach the region yet.
-        unsafe { region.zero(0, capacity as u64) };
         Ok(RingBuffer { ring: Ring::new(region, capacity, config), _pool: pool })
     }
 }
@@ -91,8 +90,12 @@ impl<P: Datapool> std::fmt::Debug for RingBuffer<P> {
 ///   prefix of evicted (or skipped) entries.
 /// - `read_only`: `max(head, tail - mutable bytes)`; `[head, read_only)` is the
 ///   copy-on-access region, whose entries are never changed or reused in place.
-/// - `reclaimed_until`: memory below it is dead and zeroed (no pin can reach it), so the
-///   allocator may use logical addresses up to `reclaimed_until + capacity`.
+/// - `reclaimed_until`: memory below it is dead (no pin can reach it) and its entry-start
+///   bits are cleared, so the allocator may use addresses up to `reclaimed_until + capacity`.
+///
+/// An entry's header is trusted only where its entry-start bit is set: the allocator sets
+/// the bit after writing the header, so a reserved entry whose header is not written yet,
+/// and stale bytes from an earlier lap, are never read as headers.
 pub struct Ring {
     region: Region,
     capacity: u64,
@@ -102,6 +105,10 @@ pub struct Ring {
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
     reclaimed_until: CachePadded<AtomicU64>,
+    /// `[head, evicting_until)` is being evicted: frees and reuse there are refused, which
+    /// gives the eviction callback its exclusive access without a per-entry atomic
+    /// read-modify-write (see `evict_until` and `free`).
+    evicting_until: CachePadded<AtomicU64>,
     /// Bumped by every free onto a list; pins record it (see `pins.rs`).
     free_epoch: CachePadded<AtomicU64>,
     pins: Pins,
@@ -121,6 +128,12 @@ struct Counters {
     n_reused: StdAtomicU64,
     n_full: StdAtomicU64,
 }
+
+/// How far ahead of the tail (allocation) and of head (eviction) memory is prefetched.
+const PREFETCH_AHEAD: u64 = 1024;
+
+/// Eviction publishes `head` after this many entries (and at the end of a call).
+const HEAD_STORE_INTERVAL: u32 = 64;
 
 /// What an eviction callback decides for the entry it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +192,7 @@ impl Ring {
             tail: CachePadded(AtomicU64::new(0)),
             head: CachePadded(AtomicU64::new(0)),
             reclaimed_until: CachePadded(AtomicU64::new(0)),
+            evicting_until: CachePadded(AtomicU64::new(0)),
             free_epoch: CachePadded(AtomicU64::new(1)),
             pins: Pins::new(),
             reclaim_lock: Mutex::new(()),
@@ -228,8 +242,9 @@ impl Ring {
     }
 
     /// Reserves an entry with a `len`-byte payload at the tail. The returned guard gives
-    /// the payload bytes (zeroed) and the entry's address;
-    /// dropping it publishes the entry as ready. Until then eviction waits for it.
+    /// the payload bytes (their initial contents are unspecified: whatever the memory held)
+    /// and the entry's address; dropping it publishes the entry as ready. Until then
+    /// eviction waits for it.
     ///
     /// # Errors
     ///
@@ -276,8 +291,9 @@ impl Ring {
             if self.tail.compare_exchange_weak(tail, end, Ordering::AcqRel, Ordering::Relaxed).is_err() {
                 continue;
             }
-            // The bytes of [tail, end) were zeroed by reclaim (or at creation), so until the
-            // headers below are stored, readers and the evictor see "nothing here yet".
+            // The entry-start bits of [tail, end) were cleared by reclaim (or never set), so
+            // until each header is stored and its bit set, readers and the evictor see
+            // "nothing here yet".
             if start != tail {
                 let filler = EntryHeader { state: EntryState::Filler, size: (page_end - tail) as usize, len: 0 };
                 self.region.header(tail).store(filler.encode(), Ordering::Release);
@@ -286,6 +302,9 @@ impl Ring {
             let header = EntryHeader { state: EntryState::Allocated, size: size as usize, len };
             self.region.header(start).store(header.encode(), Ordering::Release);
             self.mark_start(start);
+            // The memory ahead was last touched a lap ago: start fetching it for the next
+            // allocations now, so their writes do not stall on it.
+            self.region.prefetch(end + PREFETCH_AHEAD, false);
             return Ok(Allocation { ring: self, address: start, len });
         }
     }
@@ -312,7 +331,13 @@ impl Ring {
             return None; // skipped by eviction meanwhile
         }
         let reused = EntryHeader { state: EntryState::Allocated, size: header.size, len };
-        if header_word.compare_exchange(current, reused.encode(), Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        if header_word.compare_exchange(current, reused.encode(), Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return None;
+        }
+        fence(Ordering::SeqCst); // pairs with the evictor's: one of us sees the other
+        if entry.address < self.evicting_until.load(Ordering::SeqCst) {
+            // An eviction covers it: give it back rather than take it from under the evictor.
+            let _ = header_word.compare_exchange(reused.encode(), current, Ordering::SeqCst, Ordering::Relaxed);
             return None;
         }
         if entry.address < self.read_only() {
@@ -323,9 +348,7 @@ impl Ring {
         }
         drop(guard);
         self.counters.n_reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut allocation = Allocation { ring: self, address: entry.address, len };
-        allocation.fill(0);
-        Some(allocation)
+        Some(Allocation { ring: self, address: entry.address, len })
     }
 
     /// Pins: until the guard is dropped, memory at or above the current head is not reused,
@@ -353,12 +376,16 @@ impl Ring {
                 return Err(Error::WrongState { address, state: header.state.name() });
             }
             let to_list = self.free_lists.is_some() && address >= self.read_only();
-            let state = if to_list { EntryState::FreeListed } else { EntryState::Freed };
-            if header_word
-                .compare_exchange(current, header.with_state(state).encode(), Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            let freed = header.with_state(if to_list { EntryState::FreeListed } else { EntryState::Freed }).encode();
+            if header_word.compare_exchange(current, freed, Ordering::SeqCst, Ordering::Acquire).is_err() {
                 continue;
+            }
+            // Pairs with the evictor's fence: either it sees this free and skips the entry, or
+            // this sees its claim and backs out (the entry may already be in its callback).
+            fence(Ordering::SeqCst);
+            if address < self.evicting_until.load(Ordering::SeqCst) {
+                let _ = header_word.compare_exchange(freed, current, Ordering::SeqCst, Ordering::Relaxed);
+                return Err(Error::WrongState { address, state: EntryState::Evicting.name() });
             }
             if let Some(lists) = self.free_lists.as_ref().filter(|_| to_list) {
                 let freed_at_epoch = self.free_epoch.fetch_add(1, Ordering::SeqCst);
@@ -378,27 +405,34 @@ impl Ring {
         if self.evicting.swap(true, Ordering::Acquire) {
             return EvictReport { n_evicted: 0, n_skipped: 0, head: self.head(), stop: EvictStop::Busy };
         }
-        let evicting_flag = ClearOnDrop(&self.evicting);
         let until = until.min(self.tail());
         let mut address = self.head.load(Ordering::Relaxed); // only the evictor writes head
+        // Claim [head, until) against frees and reuse, then look at the states: with the
+        // fences, a free either happened before (we see it) or sees the claim and backs out.
+        self.evicting_until.store(until, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let evicting_flag = EndEviction { ring: self };
         let mut report = EvictReport { n_evicted: 0, n_skipped: 0, head: address, stop: EvictStop::Reached };
+        let mut evicted_bytes = 0u64;
+        let mut n_since_head_store = 0u32;
         while address < until {
-            let header_word = self.region.header(address);
-            let current = header_word.load(Ordering::Acquire);
-            let Some(header) = EntryHeader::decode(current) else {
+            if !self.is_start(address) {
                 report.stop = EvictStop::Allocated; // reserved, header not yet written
                 break;
-            };
+            }
+            let header_word = self.region.header(address);
+            self.region.prefetch(address + PREFETCH_AHEAD, false);
+            let current = header_word.load(Ordering::Acquire);
+            let header = EntryHeader::decode(current).expect("a marked entry start has a valid header");
             match header.state {
                 EntryState::Allocated => {
                     report.stop = EvictStop::Allocated;
                     break;
                 }
                 EntryState::Ready => {
-                    let evicting = header.with_state(EntryState::Evicting).encode();
-                    if header_word.compare_exchange(current, evicting, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                        continue; // freed meanwhile: look again
-                    }
+                    // A plain store: frees and reuse stay out of the claimed range (a free
+                    // racing this store backs out and finds the entry evicting).
+                    header_word.store(header.with_state(EntryState::Evicting).encode(), Ordering::Release);
                     // The entry is published, exclusively ours, and at or above head, which
                     // only we move: its bytes stay put while the callback runs.
                     // SAFETY: see the line above; `len` comes from its own header.
@@ -413,10 +447,7 @@ impl Ring {
                         EvictAction::Evicted => {
                             header_word.store(header.with_state(EntryState::Evicted).encode(), Ordering::Release);
                             report.n_evicted += 1;
-                            self.counters.n_evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            self.counters
-                                .evicted_bytes
-                                .fetch_add(header.size as u64, std::sync::atomic::Ordering::Relaxed);
+                            evicted_bytes += header.size as u64;
                         }
                         EvictAction::Retry => {
                             header_word.store(current, Ordering::Release);
@@ -436,8 +467,17 @@ impl Ring {
                 EntryState::Evicting => unreachable!("only one evictor runs at a time"),
             }
             address += header.size as u64;
-            self.head.store(address, Ordering::SeqCst);
+            n_since_head_store += 1;
+            if n_since_head_store == HEAD_STORE_INTERVAL {
+                self.head.store(address, Ordering::Release);
+                n_since_head_store = 0;
+            }
         }
+        // Entries evicted but not yet passed by head stay readable; readers lose nothing by
+        // seeing head move in steps. Reclaim's fence orders this store before its scan.
+        self.head.store(address, Ordering::Release);
+        self.counters.n_evicted.fetch_add(report.n_evicted, std::sync::atomic::Ordering::Relaxed);
+        self.counters.evicted_bytes.fetch_add(evicted_bytes, std::sync::atomic::Ordering::Relaxed);
         report.head = address;
         drop(evicting_flag);
         self.reclaim();
@@ -449,8 +489,8 @@ impl Ring {
         self.evict_until(u64::MAX, callback)
     }
 
-    /// Makes memory below `head` reusable once no pin can reach it: zeroes it and moves
-    /// `reclaimed_until`. Returns whether anything was reclaimed.
+    /// Makes memory below `head` reusable once no pin can reach it: clears its entry-start
+    /// bits and moves `reclaimed_until`. Returns whether anything was reclaimed.
     fn reclaim(&self) -> bool {
         let _lock = self.reclaim_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let head = self.head.load(Ordering::SeqCst);
@@ -459,10 +499,9 @@ impl Ring {
         if safe <= from {
             return false;
         }
-        // SAFETY: [from, safe) is below head (evicted: no allocation guard, no evictor) and
-        // below every pin's head (no reader), and allocators do not use it until the store
-        // below publishes it; `safe - from <= capacity` since head <= tail <= from + capacity.
-        unsafe { self.region.zero(from, safe) };
+        // [from, safe) is below head (evicted: no allocation guard, no evictor) and below
+        // every pin's head (no reader); allocators do not use it until the store below
+        // publishes it.
         self.clear_starts(from, safe);
         self.reclaimed_until.store(safe, Ordering::Release);
         true
@@ -504,7 +543,11 @@ impl Ring {
         let mut states = StateMetrics::default();
         let mut address = head;
         while address < tail {
-            let Some(header) = EntryHeader::decode(self.region.header(address).load(Ordering::Acquire)) else {
+            let header = match self.is_start(address) {
+                true => EntryHeader::decode(self.region.header(address).load(Ordering::Acquire)),
+                false => None,
+            };
+            let Some(header) = header else {
                 states.in_progress_bytes += tail - address; // reserved, header not yet written
                 break;
             };
@@ -541,11 +584,17 @@ impl std::fmt::Debug for Ring {
     }
 }
 
-struct ClearOnDrop<'a>(&'a AtomicBool);
+/// Ends an eviction, also when its callback panics: drops the claim on the range not
+/// evicted and lets the next evictor in.
+struct EndEviction<'a> {
+    ring: &'a Ring,
+}
 
-impl Drop for ClearOnDrop<'_> {
+impl Drop for EndEviction<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        let head = self.ring.head.load(Ordering::Relaxed);
+        self.ring.evicting_until.store(head, Ordering::SeqCst);
+        self.ring.evicting.store(false, Ordering::Release);
     }
 }
 
@@ -680,8 +729,11 @@ impl<'a> Guard<'a> {
         self.entry_header_word(from)?;
         let mut address = from;
         while address < until {
-            let header = EntryHeader::decode(self.ring.region.header(address).load(Ordering::Acquire))
-                .ok_or(Error::WrongState { address, state: "being allocated" })?;
+            let header = match self.ring.is_start(address) {
+                true => EntryHeader::decode(self.ring.region.header(address).load(Ordering::Acquire)),
+                false => None,
+            };
+            let header = header.ok_or(Error::WrongState { address, state: "being allocated" })?;
             match header.state {
                 EntryState::Allocated | EntryState::FreeListed => {
                     return Err(Error::WrongState { address, state: header.state.name() });

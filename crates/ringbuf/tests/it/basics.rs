@@ -137,7 +137,6 @@ fn free_lists_reuse_in_the_mutable_region_only() {
     ring.free(first).expect("free");
     let again = ring.alloc(100).expect("alloc");
     assert_eq!(again.address(), first, "reused, same address");
-    assert!(again.iter().all(|&b| b == 0), "a reused payload starts zeroed");
     drop(again);
     // Another class does not take it.
     ring.free(first).expect("free");

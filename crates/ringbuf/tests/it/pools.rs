@@ -45,10 +45,17 @@ fn works_over_every_datapool_kind() {
 }
 
 #[test]
-fn the_ring_zeroes_a_pool_that_held_bytes() {
+fn stale_pool_bytes_never_look_like_entries() {
     let mut pool = HeapPool::new(1 << 12).expect("heap");
-    pool.as_mut_slice().fill(0xff);
+    // Bytes that would decode as a ready entry header everywhere.
+    for word in pool.as_mut_slice().chunks_mut(8) {
+        word.copy_from_slice(&(2u64 | (2 << 8) | (8 << 36)).to_le_bytes());
+    }
     let ring = RingBuffer::new(pool, RingConfig::new().page_size(1024)).expect("ring");
-    let entry = ring.alloc(100).expect("alloc");
-    assert!(entry.iter().all(|&b| b == 0));
+    assert_eq!(ring.metrics().states, Default::default());
+    assert_eq!(ring.evict_all(|_| panic!("nothing was allocated")).n_evicted, 0);
+    let address = ring.alloc(100).expect("alloc").address();
+    let guard = ring.pin();
+    assert!(guard.read(address + 16).is_err(), "stale header bytes inside a payload are not an entry");
+    assert_eq!(guard.read(address).expect("read").len(), 100);
 }
