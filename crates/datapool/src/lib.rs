@@ -35,8 +35,3 @@ pub use header::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATA_LEN, 
 pub use memory::{Memory, MemoryOptions};
 pub use mmap_file::{Access, MmapFile, MmapFileOptions};
 pub use pool::Datapool;
-
-/// Compiles README.md's Rust examples as doc tests, so the README stays true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -66,6 +66,8 @@ pub struct RingMetrics {
     pub head: u64,
     /// Start of the mutable region.
     pub read_only: u64,
+    /// End of the range an eviction has claimed (equal to `head` when none runs).
+    pub evicting_until: u64,
     /// Next allocation address.
     pub tail: u64,
     /// Memory below this is zeroed and reusable.

@@ -4,14 +4,18 @@
 //! (memory at or above it is not reclaimed while the pin lives), and the free epoch it saw
 //! (entries freed at or after that epoch are not reused in place while the pin lives).
 //!
-//! The protocol, with sequentially consistent operations on both sides:
-//! - a reader claims a slot with the current `head`, then stores the current free epoch, and
-//!   checks `address >= head` on every read;
-//! - reclaim loads `head`, then every slot, and zeroes only below the smallest of them;
-//! - reuse takes an entry freed at epoch `f` only when every pinned slot's epoch is above `f`.
+//! The protocol, a store-then-load handshake on each side with a sequentially consistent
+//! fence between (the classic Dekker pattern: one side must see the other):
+//! - a reader claims a slot with the current `head` (fence), stores the current free epoch
+//!   (fence), and checks `address >= head` on every read;
+//! - reclaim runs after `head` moved, fences, scans the slots, and makes reusable only
+//!   memory below the smallest head it found;
+//! - reuse takes an entry freed (state changed, then epoch taken) at epoch `f` only when a
+//!   scan after a fence finds every pinned slot's epoch above `f`.
 //!
-//! A reader that claimed its slot after reclaim scanned it loads a `head` at least as new as
-//! the one reclaim used, so it never reads below it; one that claimed before is seen.
+//! A reader whose claim a scan missed is guaranteed to see the `head` (or the freed state)
+//! that the scan's caller published, so it never reads what is being recycled.
+//! `src/loom_tests.rs` model-checks these handshakes.
 
 use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, fence, spin_hint};
 

@@ -474,8 +474,9 @@ impl Ring {
             }
         }
         // Entries evicted but not yet passed by head stay readable; readers lose nothing by
-        // seeing head move in steps. Reclaim's fence orders this store before its scan.
-        self.head.store(address, Ordering::Release);
+        // seeing head move in steps. This last store is sequentially consistent so that any
+        // thread's reclaim that reads it orders it before its pin scan (see pins.rs).
+        self.head.store(address, Ordering::SeqCst);
         self.counters.n_evicted.fetch_add(report.n_evicted, std::sync::atomic::Ordering::Relaxed);
         self.counters.evicted_bytes.fetch_add(evicted_bytes, std::sync::atomic::Ordering::Relaxed);
         report.head = address;
@@ -559,6 +560,7 @@ impl Ring {
             page_size: self.page_size,
             head,
             read_only: self.read_only(),
+            evicting_until: self.evicting_until.load(Ordering::SeqCst).max(head),
             tail,
             reclaimed_until: self.reclaimed_until.load(Ordering::Acquire),
             states,

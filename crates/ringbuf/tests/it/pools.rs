@@ -59,3 +59,16 @@ fn stale_pool_bytes_never_look_like_entries() {
     assert!(guard.read(address + 16).is_err(), "stale header bytes inside a payload are not an entry");
     assert_eq!(guard.read(address).expect("read").len(), 100);
 }
+
+#[test]
+fn dropping_a_ring_with_live_allocations_and_pins_is_fine() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RingBuffer<HeapPool>>();
+    assert_send_sync::<RingBuffer<Memory>>();
+    assert_send_sync::<talus_ringbuf::Ring>();
+
+    let ring = RingBuffer::new(HeapPool::new(1 << 12).expect("heap"), RingConfig::new().page_size(1024)).expect("ring");
+    std::mem::forget(ring.alloc(100).expect("alloc")); // never published
+    std::mem::forget(ring.pin()); // never released
+    drop(ring); // frees the pool it owns, nothing else, and does not panic
+}
