@@ -33,6 +33,28 @@ fn shared() -> Arc<Shared> {
     })
 }
 
+/// A reader's side: pin, check address 0 against head, read it, unpin.
+fn pinned_read(ring: &Shared) {
+    let slot = ring.pins.pin(&ring.head, &ring.free_epoch);
+    if ring.head.load(Ordering::SeqCst) == 0 {
+        // SAFETY: loom's cell: the model checks this access for races.
+        let value = ring.payload.with(|p| unsafe { *p });
+        assert_eq!(value, ORIGINAL, "read reclaimed memory");
+    }
+    ring.pins.unpin(slot);
+}
+
+/// The evictor's side: head passes address 0, then reclaim recycles (here: zeroes) what is
+/// below the smallest pinned head.
+fn evict_and_reclaim(ring: &Shared) {
+    ring.head.store(8, Ordering::SeqCst);
+    let safe = ring.head.load(Ordering::SeqCst).min(ring.pins.min_head());
+    if safe > 0 {
+        // SAFETY: loom's cell: the model checks this access for races.
+        ring.payload.with_mut(|p| unsafe { *p = 0 });
+    }
+}
+
 /// A reader pins, checks the address against head, reads; meanwhile the evictor moves head
 /// past the entry and reclaims (zeroes) what no pin protects. The reader either sees the
 /// original bytes or learns that the entry was evicted, and never races the zeroing.
@@ -42,26 +64,9 @@ fn reclaim_never_zeroes_memory_under_a_pin() {
         let ring = shared();
         let reader = {
             let ring = ring.clone();
-            loom::thread::spawn(move || {
-                let slot = ring.pins.pin(&ring.head, &ring.free_epoch);
-                if ring.head.load(Ordering::SeqCst) == 0 {
-                    let value = ring.payload.with(|p| {
-                        // SAFETY: loom's cell: the model checks this access for races.
-                        unsafe { *p }
-                    });
-                    assert_eq!(value, ORIGINAL, "read reclaimed memory");
-                }
-                ring.pins.unpin(slot);
-            })
+            loom::thread::spawn(move || pinned_read(&ring))
         };
-        // Evict address 0 (head passes it), then reclaim below the safe boundary.
-        ring.head.store(8, Ordering::SeqCst);
-        let head = ring.head.load(Ordering::SeqCst);
-        let safe = head.min(ring.pins.min_head());
-        if safe > 0 {
-            // SAFETY: loom's cell: the model checks this access for races.
-            ring.payload.with_mut(|p| unsafe { *p = 0 });
-        }
+        evict_and_reclaim(&ring);
         reader.join().expect("reader");
     });
 }
@@ -114,23 +119,10 @@ fn every_pin_is_seen_by_reclaim() {
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 let ring = ring.clone();
-                loom::thread::spawn(move || {
-                    let slot = ring.pins.pin(&ring.head, &ring.free_epoch);
-                    if ring.head.load(Ordering::SeqCst) == 0 {
-                        // SAFETY: loom's cell: the model checks this access for races.
-                        let value = ring.payload.with(|p| unsafe { *p });
-                        assert_eq!(value, ORIGINAL);
-                    }
-                    ring.pins.unpin(slot);
-                })
+                loom::thread::spawn(move || pinned_read(&ring))
             })
             .collect();
-        ring.head.store(8, Ordering::SeqCst);
-        let safe = ring.head.load(Ordering::SeqCst).min(ring.pins.min_head());
-        if safe > 0 {
-            // SAFETY: loom's cell: the model checks this access for races.
-            ring.payload.with_mut(|p| unsafe { *p = 0 });
-        }
+        evict_and_reclaim(&ring);
         for reader in readers {
             reader.join().expect("reader");
         }

@@ -46,7 +46,7 @@ fn page_ends_get_a_filler() {
 #[test]
 fn no_entry_straddles_a_page_for_random_sizes() {
     let seed = test_seed("no_entry_straddles_a_page_for_random_sizes");
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     for page in [64usize, 256, 4096] {
         let ring = heap_ring(4 * page, RingConfig::new().page_size(page));
         for _ in 0..5000 {

@@ -54,7 +54,7 @@ fn concurrent_operations_never_tear_or_reuse_bytes_under_a_guard() {
             .map(|worker| {
                 let (ring, recent, next_id, n_reads_checked) = (&ring, &recent, &next_id, &n_reads_checked);
                 scope.spawn(move || {
-                    let mut rng = SplitMix64(seed ^ (worker as u64).wrapping_mul(0x1234_5678_9abc_def1));
+                    let mut rng = SplitMix64::new(seed ^ (worker as u64).wrapping_mul(0x1234_5678_9abc_def1));
                     for _ in 0..ops_per_worker {
                         match rng.next_u64() % 10 {
                             0..=5 => {
