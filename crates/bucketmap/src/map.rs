@@ -1,0 +1,496 @@
+//! `BucketMap`: the buckets, the manifest, and the clean/unclean protocol.
+
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytemuck::Pod;
+
+use crate::bucket::{Bucket, BucketStats, Layout, is_bucket_file};
+use crate::config::BucketMapConfig;
+use crate::error::{Error, Result, io_error};
+use crate::key::{Key, KeyHasher, Xxh3Hasher};
+use crate::manifest::{MANIFEST_NAME, Manifest, fsync_dir};
+
+/// A persistent hash map from fixed-size keys to fixed-size values, sharded into buckets
+/// that are memory-mapped datapool files and grow one at a time.
+///
+/// Readers of a bucket run in parallel; a writer locks one bucket (growth included), never
+/// the map. The map on disk is marked unclean before the first change after open or flush,
+/// and clean by [`flush`](Self::flush) / [`close`](Self::close) (and, best effort, by drop):
+/// after a crash, [`open`](Self::open) reports [`Error::NotClean`] instead of serving a
+/// possibly torn index.
+///
+/// ```
+/// use talus_bucketmap::{BucketMap, BucketMapConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// let map: BucketMap<u64, [u8; 8]> = BucketMap::create(BucketMapConfig::new(dir.path()))?;
+/// map.insert(7, *b"seven...")?;
+/// assert_eq!(map.get(&7), Some(*b"seven..."));
+/// map.close()?;
+///
+/// let map: BucketMap<u64, [u8; 8]> = BucketMap::open(BucketMapConfig::new(dir.path()))?;
+/// assert_eq!(map.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
+    dirs: Vec<PathBuf>,
+    layout: Layout,
+    seed: u64,
+    bucket_bits: u32,
+    max_search: usize,
+    hasher: H,
+    buckets: Vec<RwLock<Bucket>>,
+    /// The manifest as last written; its lock serialises manifest writes. Lock order: a
+    /// bucket's lock (or all of them, in order) before this one.
+    manifest: Mutex<Manifest>,
+    /// The manifest on disk says "not clean".
+    marked_unclean: AtomicBool,
+    len: AtomicU64,
+    closed: bool,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panic under a bucket lock leaves the table consistent at cell granularity; the map
+    // keeps serving rather than poisoning every later caller.
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A random seed from the standard library's per-process random hashing keys.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish()
+}
+
+impl<K: Key, V: Pod> BucketMap<K, V, Xxh3Hasher> {
+    /// Creates an empty map in `config.dirs` (creating the directories).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] if a manifest is there, [`Error::InvalidConfig`],
+    /// [`Error::Pool`] / [`Error::Io`] from the file system.
+    pub fn create(config: BucketMapConfig) -> Result<Self> {
+        Self::create_with_hasher(config, Xxh3Hasher)
+    }
+
+    /// Opens an existing map.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::NotClean`] (unless `discard_if_unclean`),
+    /// [`Error::CorruptManifest`], [`Error::ConfigMismatch`], and [`Error::Pool`] for a
+    /// damaged, truncated or missing bucket file.
+    pub fn open(config: BucketMapConfig) -> Result<Self> {
+        Self::open_with_hasher(config, Xxh3Hasher)
+    }
+}
+
+impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
+    fn layout() -> Layout {
+        Layout::new(size_of::<K>(), size_of::<V>())
+    }
+
+    /// [`create`](BucketMap::create) with another hasher (it must be the same at every open).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](BucketMap::create).
+    pub fn create_with_hasher(config: BucketMapConfig, hasher: H) -> Result<Self> {
+        config.validate()?;
+        for dir in &config.dirs {
+            std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        }
+        let manifest_path = config.dirs[0].join(MANIFEST_NAME);
+        if manifest_path.exists() {
+            return Err(Error::AlreadyExists { path: manifest_path });
+        }
+        let layout = Self::layout();
+        let n_dirs = config.dirs.len();
+        let buckets = (0..1usize << config.bucket_bits)
+            .map(|idx| {
+                let dir_idx = (idx % n_dirs) as u32;
+                Bucket::create(&config.dirs[dir_idx as usize], dir_idx, idx, 0, 1 << config.initial_cells_log2, &layout)
+                    .map(RwLock::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let seed = random_seed();
+        let manifest = Manifest {
+            clean: false,
+            seed,
+            bucket_bits: config.bucket_bits,
+            max_search: config.max_search as u32,
+            key_len: layout.key_len as u32,
+            value_len: layout.value_len as u32,
+            n_dirs: n_dirs as u32,
+            buckets: buckets.iter().map(|bucket| read(bucket).record()).collect(),
+        };
+        let map = BucketMap {
+            dirs: config.dirs,
+            layout,
+            seed,
+            bucket_bits: config.bucket_bits,
+            max_search: config.max_search,
+            hasher,
+            buckets,
+            manifest: Mutex::new(manifest),
+            marked_unclean: AtomicBool::new(false),
+            len: AtomicU64::new(0),
+            closed: false,
+            _types: PhantomData,
+        };
+        map.flush()?;
+        Ok(map)
+    }
+
+    /// [`open`](BucketMap::open) with another hasher (the one the map was created with).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](BucketMap::open).
+    pub fn open_with_hasher(config: BucketMapConfig, hasher: H) -> Result<Self> {
+        config.validate()?;
+        let manifest_path = config.dirs[0].join(MANIFEST_NAME);
+        let manifest = Manifest::read(&config.dirs[0])?;
+        if !manifest.clean {
+            if !config.discard_if_unclean {
+                return Err(Error::NotClean { path: manifest_path });
+            }
+            tracing::warn!(path = %manifest_path.display(), "discarding a bucket map that was not closed cleanly");
+            discard(&config.dirs)?;
+            return Self::create_with_hasher(config, hasher);
+        }
+        let layout = Self::layout();
+        let mismatch = |reason: String| Err(Error::ConfigMismatch { path: manifest_path.clone(), reason });
+        if (manifest.key_len as usize, manifest.value_len as usize) != (layout.key_len, layout.value_len) {
+            return mismatch(format!(
+                "the map holds {}-byte keys and {}-byte values, not {} and {}",
+                manifest.key_len, manifest.value_len, layout.key_len, layout.value_len
+            ));
+        }
+        if manifest.n_dirs as usize != config.dirs.len() {
+            return mismatch(format!("the map spans {} directories, not {}", manifest.n_dirs, config.dirs.len()));
+        }
+        let buckets = manifest
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(idx, record)| {
+                Bucket::open(&config.dirs[record.dir_idx as usize], idx, record, &layout, config.verify_on_open)
+                    .map(RwLock::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let len = buckets.iter().map(|bucket| read(bucket).n_entries()).sum();
+        Ok(BucketMap {
+            dirs: config.dirs,
+            layout,
+            seed: manifest.seed,
+            bucket_bits: manifest.bucket_bits,
+            // The search bound is part of the data's shape: keep the one it was built with.
+            max_search: manifest.max_search as usize,
+            hasher,
+            buckets,
+            manifest: Mutex::new(manifest),
+            marked_unclean: AtomicBool::new(false),
+            len: AtomicU64::new(len),
+            closed: false,
+            _types: PhantomData,
+        })
+    }
+
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash(bytemuck::bytes_of(key), self.seed)
+    }
+
+    fn bucket_of(&self, hash: u64) -> &RwLock<Bucket> {
+        let idx = if self.bucket_bits == 0 { 0 } else { (hash >> (64 - self.bucket_bits)) as usize };
+        &self.buckets[idx]
+    }
+
+    /// Locks `key`'s bucket for writing, after making sure the manifest says "not clean".
+    fn write_bucket(&self, hash: u64) -> Result<RwLockWriteGuard<'_, Bucket>> {
+        let guard = write(self.bucket_of(hash));
+        if !self.marked_unclean.load(Ordering::Acquire) {
+            let mut manifest = self.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !self.marked_unclean.load(Ordering::Acquire) {
+                // Only the flag matters in an unclean manifest (open refuses or discards it),
+                // so the last records are written again as they are.
+                manifest.clean = false;
+                manifest.write(&self.dirs[0])?;
+                self.marked_unclean.store(true, Ordering::Release);
+            }
+        }
+        Ok(guard)
+    }
+
+    /// The value of the first entry for `key`.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let hash = self.hash(key);
+        let bucket = read(self.bucket_of(hash));
+        let cell = bucket.matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search).next()?;
+        Some(bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)))
+    }
+
+    /// Whether `key` has an entry.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key`'s value (its first entry's, if it has several); returns the previous one.
+    ///
+    /// # Errors
+    ///
+    /// I/O while growing the bucket or marking the map unclean; [`Error::TooManyDuplicates`]
+    /// when more than `max_search` entries share this key's hash.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        let hash = self.hash(&key);
+        let mut bucket = self.write_bucket(hash)?;
+        let key_bytes = bytemuck::bytes_of(&key);
+        let existing = bucket.matches(hash, key_bytes, &self.layout, self.max_search).next();
+        if let Some(cell) = existing {
+            let previous = bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout));
+            bucket.set_value(cell, &self.layout, bytemuck::bytes_of(&value));
+            return Ok(Some(previous));
+        }
+        bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), &self.layout, self.max_search, &self.dirs)?;
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    }
+
+    /// Removes `key`'s first entry; returns its value.
+    ///
+    /// # Errors
+    ///
+    /// I/O while marking the map unclean.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        self.remove_matching(key, |_| true, true).map(|mut removed| removed.pop())
+    }
+
+    /// Reads `key`'s value and replaces it with what `f` returns: `Some` sets it, `None`
+    /// removes the entry. Atomic with respect to other writers of the bucket.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    pub fn update(&self, key: K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<()> {
+        let hash = self.hash(&key);
+        let mut bucket = self.write_bucket(hash)?;
+        let key_bytes = bytemuck::bytes_of(&key);
+        let cell = bucket.matches(hash, key_bytes, &self.layout, self.max_search).next();
+        let current = cell.map(|cell| bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)));
+        match (cell, f(current)) {
+            (Some(cell), Some(new)) => bucket.set_value(cell, &self.layout, bytemuck::bytes_of(&new)),
+            (Some(cell), None) => {
+                bucket.remove_cell(cell, &self.layout);
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
+            (None, Some(new)) => {
+                bucket.insert_new(
+                    hash,
+                    key_bytes,
+                    bytemuck::bytes_of(&new),
+                    &self.layout,
+                    self.max_search,
+                    &self.dirs,
+                )?;
+                self.len.fetch_add(1, Ordering::Relaxed);
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Adds an entry for `key` even if it has some already (a multimap insert).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    pub fn insert_duplicate(&self, key: K, value: V) -> Result<()> {
+        let hash = self.hash(&key);
+        let mut bucket = self.write_bucket(hash)?;
+        bucket.insert_new(
+            hash,
+            bytemuck::bytes_of(&key),
+            bytemuck::bytes_of(&value),
+            &self.layout,
+            self.max_search,
+            &self.dirs,
+        )?;
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Calls `visit` with every value of `key`, in probe order.
+    pub fn for_each_value(&self, key: &K, mut visit: impl FnMut(V)) {
+        let hash = self.hash(key);
+        let bucket = read(self.bucket_of(hash));
+        for cell in bucket.matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search) {
+            visit(bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)));
+        }
+    }
+
+    /// Every value of `key`.
+    pub fn values(&self, key: &K) -> Vec<V> {
+        let mut values = Vec::new();
+        self.for_each_value(key, |value| values.push(value));
+        values
+    }
+
+    /// Replaces the first value of `key` for which `predicate` holds with `new`; returns
+    /// whether one did.
+    ///
+    /// # Errors
+    ///
+    /// I/O while marking the map unclean.
+    pub fn replace_if(&self, key: &K, mut predicate: impl FnMut(&V) -> bool, new: V) -> Result<bool> {
+        let hash = self.hash(key);
+        let mut bucket = self.write_bucket(hash)?;
+        let found = bucket
+            .matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search)
+            .find(|&cell| predicate(&bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout))));
+        if let Some(cell) = found {
+            bucket.set_value(cell, &self.layout, bytemuck::bytes_of(&new));
+        }
+        Ok(found.is_some())
+    }
+
+    /// Removes every value of `key` for which `predicate` holds; returns them.
+    ///
+    /// # Errors
+    ///
+    /// I/O while marking the map unclean.
+    pub fn remove_if(&self, key: &K, predicate: impl FnMut(&V) -> bool) -> Result<Vec<V>> {
+        self.remove_matching(key, predicate, false)
+    }
+
+    fn remove_matching(&self, key: &K, mut predicate: impl FnMut(&V) -> bool, first_only: bool) -> Result<Vec<V>> {
+        let hash = self.hash(key);
+        let mut bucket = self.write_bucket(hash)?;
+        let mut removed = Vec::new();
+        let mut skip = 0; // matches already judged to stay, in probe order
+        // Removing shifts later cells back, so look again after each removal.
+        loop {
+            let found = bucket
+                .matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search)
+                .skip(skip)
+                .map(|cell| (cell, bytemuck::pod_read_unaligned::<V>(bucket.value(cell, &self.layout))))
+                .enumerate()
+                .find(|(_, (_, value))| predicate(value));
+            let Some((n_kept, (cell, value))) = found else { break };
+            skip += n_kept;
+            bucket.remove_cell(cell, &self.layout);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            removed.push(value);
+            if first_only {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the map has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, bucket by bucket (each bucket read under its lock, one at a time).
+    pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.buckets.iter().flat_map(move |lock| {
+            let bucket = read(lock);
+            bucket
+                .occupied()
+                .map(|cell| {
+                    (
+                        bytemuck::pod_read_unaligned(bucket.key(cell, &self.layout)),
+                        bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    }
+
+    /// Per bucket: capacity, entries, resizes, longest probe.
+    pub fn stats(&self) -> Vec<BucketStats> {
+        self.buckets.iter().map(|bucket| read(bucket).stats()).collect()
+    }
+
+    /// The bucket files, in bucket order.
+    pub fn bucket_paths(&self) -> Vec<PathBuf> {
+        self.buckets.iter().map(|bucket| read(bucket).path().to_path_buf()).collect()
+    }
+
+    /// Makes the map durable and clean on disk: every bucket file flushed, the directories
+    /// synced, then the manifest rewritten as clean. Writers wait meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// I/O from the bucket files or the manifest.
+    pub fn flush(&self) -> Result<()> {
+        let mut locked: Vec<_> = self.buckets.iter().map(write).collect();
+        let mut manifest = self.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for bucket in &mut locked {
+            bucket.flush()?;
+        }
+        for dir in &self.dirs {
+            fsync_dir(dir)?;
+        }
+        manifest.buckets = locked.iter().map(|bucket| bucket.record()).collect();
+        manifest.clean = true;
+        manifest.write(&self.dirs[0])?;
+        self.marked_unclean.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Flushes and closes the map, reporting any error.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush).
+    pub fn close(mut self) -> Result<()> {
+        let result = self.flush();
+        self.closed = true;
+        result
+    }
+}
+
+impl<K: Key, V: Pod, H: KeyHasher> Drop for BucketMap<K, V, H> {
+    fn drop(&mut self) {
+        if !self.closed
+            && self.marked_unclean.load(Ordering::Acquire)
+            && let Err(error) = self.flush()
+        {
+            tracing::error!(%error, "bucket map not flushed on drop; it will open as not clean");
+        }
+    }
+}
+
+/// Deletes a map's manifest and bucket files from its directories.
+fn discard(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(io_error("list", dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_error("list", dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if is_bucket_file(&name) || name == MANIFEST_NAME || name == format!("{MANIFEST_NAME}.tmp") {
+                std::fs::remove_file(entry.path()).map_err(io_error("remove", &entry.path()))?;
+            }
+        }
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Acceptance criteria 3, 5 and 8: clean reopen, damaged files, several directories.
+
+use std::path::Path;
+
+use talus_bucketmap::{BucketMap, BucketMapConfig, Error};
+
+type Map = BucketMap<[u8; 32], u64>;
+
+fn key(n: u64) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&n.to_le_bytes());
+    key[24..].copy_from_slice(&(!n).to_le_bytes());
+    key
+}
+
+#[test]
+fn a_closed_map_reopens_with_every_entry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = BucketMapConfig::new(dir.path()).bucket_bits(3).initial_cells_log2(8);
+    let map = Map::create(config.clone()).expect("create");
+    for n in 0..100_000 {
+        map.insert(key(n), n * 7).expect("insert");
+    }
+    map.close().expect("close");
+    let map = Map::open(config.clone()).expect("open");
+    assert_eq!(map.len(), 100_000);
+    for n in 0..100_000 {
+        assert_eq!(map.get(&key(n)), Some(n * 7));
+    }
+    assert_eq!(map.get(&key(100_000)), None);
+    // A second session's changes survive too.
+    map.remove(&key(5)).expect("remove");
+    drop(map); // drop flushes as well
+    let map = Map::open(config).expect("open again");
+    assert_eq!((map.len(), map.get(&key(5))), (99_999, None));
+}
+
+fn small_map(dir: &Path) -> BucketMapConfig {
+    let config = BucketMapConfig::new(dir).bucket_bits(1).initial_cells_log2(6);
+    let map = Map::create(config.clone()).expect("create");
+    for n in 0..40 {
+        map.insert(key(n), n).expect("insert");
+    }
+    map.close().expect("close");
+    config
+}
+
+fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).expect("read");
+    change(&mut bytes);
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn bucket_file(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("bucket-")))
+        .collect();
+    files.sort();
+    files.remove(0)
+}
+
+#[test]
+fn damaged_files_are_typed_errors_at_open() {
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 6] = [
+        ("bucket bit flip", |dir| edit(&bucket_file(dir), |b| b[4096 + 100] ^= 0x10)),
+        ("bucket truncated", |dir| edit(&bucket_file(dir), |b| b.truncate(b.len() - 1))),
+        ("bucket header flip", |dir| edit(&bucket_file(dir), |b| b[40] ^= 1)),
+        ("bucket missing", |dir| std::fs::remove_file(bucket_file(dir)).expect("remove")),
+        ("manifest bit flip", |dir| edit(&dir.join("MANIFEST"), |b| b[20] ^= 4)),
+        ("manifest truncated", |dir| edit(&dir.join("MANIFEST"), |b| b.truncate(30))),
+    ];
+    for (what, damage) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = small_map(dir.path());
+        damage(dir.path());
+        match Map::open(config) {
+            Err(Error::Pool(_) | Error::CorruptManifest { .. }) => {}
+            other => panic!("{what}: expected a typed corruption error, got {:?}", other.map(|m| m.len())),
+        }
+    }
+}
+
+#[test]
+fn create_refuses_an_existing_map_and_open_a_missing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    assert!(matches!(Map::open(BucketMapConfig::new(dir.path())), Err(Error::NotFound { .. })));
+    let config = small_map(dir.path());
+    assert!(matches!(Map::create(config.clone()), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(BucketMap::<u64, u64>::open(config), Err(Error::ConfigMismatch { .. })));
+}
+
+#[test]
+fn bucket_files_spread_over_two_directories_and_reopen() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dirs = [root.path().join("a"), root.path().join("b")];
+    let config = BucketMapConfig::new(&dirs[0]).dirs(dirs.clone()).bucket_bits(2).initial_cells_log2(4);
+    let map = Map::create(config.clone()).expect("create");
+    for n in 0..5_000 {
+        map.insert(key(n), n).expect("insert");
+    }
+    let paths = map.bucket_paths();
+    for dir in &dirs {
+        assert_eq!(paths.iter().filter(|path| path.parent() == Some(dir.as_path())).count(), 2, "{paths:?}");
+    }
+    map.close().expect("close");
+    let map = Map::open(config).expect("open");
+    assert_eq!(map.len(), 5_000);
+    for n in (0..5_000).step_by(7) {
+        assert_eq!(map.get(&key(n)), Some(n));
+    }
+}
