@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytemuck::Pod;
 
@@ -54,13 +54,11 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    // A panic under a bucket lock leaves the table consistent at cell granularity; the map
-    // keeps serving rather than poisoning every later caller.
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
 }
 
 /// A random seed from the standard library's per-process random hashing keys.
@@ -220,7 +218,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     fn write_bucket(&self, hash: u64) -> Result<RwLockWriteGuard<'_, Bucket>> {
         let guard = write(self.bucket_of(hash));
         if !self.marked_unclean.load(Ordering::Acquire) {
-            let mut manifest = self.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut manifest = self.manifest.lock();
             if !self.marked_unclean.load(Ordering::Acquire) {
                 // Only the flag matters in an unclean manifest (open refuses or discards it),
                 // so the last records are written again as they are.
@@ -441,7 +439,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     /// I/O from the bucket files or the manifest.
     pub fn flush(&self) -> Result<()> {
         let mut locked: Vec<_> = self.buckets.iter().map(write).collect();
-        let mut manifest = self.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut manifest = self.manifest.lock();
         for bucket in &mut locked {
             bucket.flush()?;
         }
