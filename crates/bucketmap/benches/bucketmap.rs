@@ -152,7 +152,10 @@ fn bucketmap(c: &mut Criterion) {
             let config = BucketMapConfig::new(dir.path()).bucket_bits(6).initial_cells_log2(10).verify_on_open(false);
             let mut talus = Talus(BucketMap::create(config).expect("create"), key64 as fn(u64) -> u64);
             (0..n).for_each(|k| talus.insert(k));
-            eprintln!("talus u64 keys, {n} entries: {:.1} bytes per entry on disk", disk_bytes(dir.path()) as f64 / n as f64);
+            eprintln!(
+                "talus u64 keys, {n} entries: {:.1} bytes per entry on disk",
+                disk_bytes(dir.path()) as f64 / n as f64
+            );
             bench_contender(c, &group, "talus_u64", n, &mut talus);
         }
         {
@@ -165,7 +168,10 @@ fn bucketmap(c: &mut Criterion) {
             let config = BucketMapConfig::new(dir.path()).bucket_bits(6).initial_cells_log2(10).verify_on_open(false);
             let mut talus = Talus(BucketMap::create(config).expect("create"), key32 as fn(u64) -> [u8; 32]);
             (0..n).for_each(|k| talus.insert(k));
-            eprintln!("talus 32-byte keys, {n} entries: {:.1} bytes per entry on disk", disk_bytes(dir.path()) as f64 / n as f64);
+            eprintln!(
+                "talus 32-byte keys, {n} entries: {:.1} bytes per entry on disk",
+                disk_bytes(dir.path()) as f64 / n as f64
+            );
             bench_contender(c, &group, "talus_key32", n, &mut talus);
         }
         {
@@ -174,7 +180,10 @@ fn bucketmap(c: &mut Criterion) {
             config.drives = Some(vec![dir.path().to_path_buf()]);
             let mut atlas = Atlas(atlas_bucket_map::bucket_map::BucketMap::new(config));
             (0..n).for_each(|k| atlas.insert(k));
-            eprintln!("atlas 32-byte keys, {n} entries: {:.1} bytes per entry on disk", disk_bytes(dir.path()) as f64 / n as f64);
+            eprintln!(
+                "atlas 32-byte keys, {n} entries: {:.1} bytes per entry on disk",
+                disk_bytes(dir.path()) as f64 / n as f64
+            );
             bench_contender(c, &group, "atlas_key32", n, &mut atlas);
         }
     }
