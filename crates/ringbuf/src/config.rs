@@ -1,6 +1,6 @@
 //! `RingConfig`: how a ring divides and uses its memory.
 
-use crate::entry::{ENTRY_HEADER_LEN, MAX_PAGE_SIZE};
+use crate::entry::{ENTRY_ALIGN, ENTRY_HEADER_LEN, MAX_PAGE_SIZE};
 use crate::error::{Error, Result};
 
 /// The smallest page: room for a header and a few payload bytes.
@@ -18,11 +18,15 @@ pub struct RingConfig {
     /// Whether freed entries of the mutable region are reused through size-class free lists
     /// (sizes are then rounded up to a class, at most 25% more).
     pub reuse_freed: bool,
+    /// The logical address of the first entry (a multiple of 8): a ring that continues a log
+    /// whose earlier bytes live elsewhere starts where that log ends, so addresses never
+    /// repeat. The first page may then be partial.
+    pub start_address: u64,
 }
 
 impl Default for RingConfig {
     fn default() -> Self {
-        RingConfig { page_size: 64 << 10, mutable_fraction: 0.9, reuse_freed: false }
+        RingConfig { page_size: 64 << 10, mutable_fraction: 0.9, reuse_freed: false, start_address: 0 }
     }
 }
 
@@ -50,6 +54,12 @@ impl RingConfig {
         self
     }
 
+    /// Sets the address of the first entry.
+    pub fn start_address(mut self, start_address: u64) -> Self {
+        self.start_address = start_address;
+        self
+    }
+
     /// The largest payload an entry of this configuration can hold.
     pub fn max_payload_len(&self) -> usize {
         self.page_size - ENTRY_HEADER_LEN
@@ -69,6 +79,9 @@ impl RingConfig {
         }
         if self.page_size > capacity {
             return invalid(format!("page size {} exceeds the capacity {capacity}", self.page_size));
+        }
+        if !self.start_address.is_multiple_of(ENTRY_ALIGN as u64) || self.start_address > u64::MAX / 2 {
+            return invalid(format!("start address {} must be a multiple of {ENTRY_ALIGN} below 2^63", self.start_address));
         }
         if !(0.0..=1.0).contains(&self.mutable_fraction) {
             return invalid(format!("mutable fraction {} must be from 0.0 to 1.0", self.mutable_fraction));

@@ -1,9 +1,11 @@
 //! The 8-byte header in front of every entry: its state, its size and its payload length,
 //! packed into one atomic word so that a state change is one compare-and-swap.
 //!
-//! Layout of the word (little-endian in memory, as the ring is not persisted by this crate):
-//! bits 0..8 state, bits 8..36 the entry size in 8-byte units (header included), bits
-//! 36..64 the payload length in bytes. A zero word means "no entry written here yet".
+//! Layout of the word: bits 0..8 state, bits 8..36 the entry size in 8-byte units (header
+//! included), bits 36..64 the payload length in bytes. A zero word means "no entry written
+//! here yet". The ring never persists it, but a caller that writes raw ring bytes to disk
+//! (`Guard::raw_range`) persists it: the layout is therefore stable, stored little-endian
+//! by such callers, and decoded with [`EntryHeader::decode`].
 
 /// Bytes of header in front of every payload.
 pub const ENTRY_HEADER_LEN: usize = 8;
@@ -71,16 +73,19 @@ impl EntryState {
 
 /// A decoded header word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct EntryHeader {
-    pub(crate) state: EntryState,
+pub struct EntryHeader {
+    /// The entry's state.
+    pub state: EntryState,
     /// Bytes the entry occupies, header included; a multiple of 8.
-    pub(crate) size: usize,
+    pub size: usize,
     /// Payload bytes the caller asked for (at most `size - 8`).
-    pub(crate) len: usize,
+    pub len: usize,
 }
 
 impl EntryHeader {
-    pub(crate) fn encode(self) -> u64 {
+    /// The header word. `size` must be a multiple of 8 up to [`MAX_PAGE_SIZE`] and hold
+    /// `len` plus the header.
+    pub fn encode(self) -> u64 {
         debug_assert!(self.size.is_multiple_of(ENTRY_ALIGN) && self.size <= MAX_PAGE_SIZE);
         debug_assert!(self.len + ENTRY_HEADER_LEN <= self.size);
         u64::from(self.state as u8)
@@ -89,7 +94,7 @@ impl EntryHeader {
     }
 
     /// `None` for a zero word (nothing written yet) or a word no writer produces.
-    pub(crate) fn decode(word: u64) -> Option<Self> {
+    pub fn decode(word: u64) -> Option<Self> {
         let state = EntryState::from_bits((word & 0xff) as u8)?;
         let size = ((word >> STATE_BITS) & ((1 << SIZE_UNITS_BITS) - 1)) as usize * ENTRY_ALIGN;
         let len = (word >> LEN_SHIFT) as usize;

@@ -42,7 +42,7 @@ mod sync;
 #[cfg(not(loom))]
 pub use config::{MIN_PAGE_SIZE, RingConfig};
 #[cfg(not(loom))]
-pub use entry::{ENTRY_ALIGN, ENTRY_HEADER_LEN, EntryState, MAX_PAGE_SIZE};
+pub use entry::{ENTRY_ALIGN, ENTRY_HEADER_LEN, EntryHeader, EntryState, MAX_PAGE_SIZE};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]

@@ -201,3 +201,47 @@ fn reads_check_addresses_and_states() {
     ring.evict_all(|_| EvictAction::Evicted);
     assert!(matches!(ring.pin().read(address), Err(Error::Evicted { .. })));
 }
+
+#[test]
+fn start_address_continues_a_log() {
+    // Start mid-page, more than a lap in: the first page is partial and addresses never
+    // repeat the earlier log's.
+    let start = 3 * 8192 + 8192 + 4000;
+    let ring = heap_ring(8192, RingConfig::new().page_size(4096).start_address(start));
+    assert_eq!((ring.head(), ring.tail()), (start, start));
+    let first = ring.alloc(64).expect("fits").address();
+    assert_eq!(first, start);
+    let second = ring.alloc(16).expect("fits exactly at the page end").address();
+    assert_eq!(second, start + 72);
+    let third = ring.alloc(64).expect("the next page").address();
+    assert_eq!(third, start - 4000 + 4096, "after a filler to the page end");
+    assert_eq!(ring.pin().read(first).expect("readable").len(), 64);
+    let header = {
+        let guard = ring.pin();
+        let raw = guard.raw_range(start, third).expect("published");
+        u64::from_le_bytes(raw.first[..8].try_into().expect("8 bytes"))
+    };
+    let decoded = talus_ringbuf::EntryHeader::decode(header).expect("a header");
+    assert_eq!((decoded.state, decoded.size, decoded.len), (talus_ringbuf::EntryState::Ready, 72, 64));
+    // A lap later the memory is reused at the same offsets.
+    let mut n_allocated = 0;
+    loop {
+        match ring.alloc(1000) {
+            Ok(_) => n_allocated += 1,
+            Err(Error::Full { .. }) => break,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(n_allocated >= 6);
+    let tail = ring.tail();
+    assert!(tail > start + 4096);
+    assert!(evict_everything(&ring) > 6);
+    assert!(ring.alloc(1000).expect("fits after eviction").address() >= tail);
+}
+
+#[test]
+fn start_address_must_be_aligned() {
+    let pool = talus_ringbuf::HeapPool::new(8192).expect("heap pool");
+    let config = RingConfig::new().page_size(4096).start_address(12);
+    assert!(matches!(talus_ringbuf::RingBuffer::new(pool, config), Err(Error::InvalidConfig { .. })));
+}
