@@ -1,0 +1,985 @@
+//! `Db`: the engine. The write path appends a record to the in-memory tail of the log and
+//! points the index at it; the read path follows the index to the record, in memory or in
+//! a segment file; a group commit makes writes durable; open rebuilds the index after a
+//! crash. ARCHITECTURE.md walks through all of it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use talus_bucketmap::{BucketMap, BucketMapConfig};
+use talus_datapool::{Memory, MemoryOptions};
+use talus_ringbuf::{Allocation, ENTRY_HEADER_LEN, EvictAction, Ring, RingBuffer, RingConfig};
+
+use crate::batch::{BatchOp, WriteBatch};
+use crate::error::{Error, Result, corruption, io_error};
+use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
+use crate::options::{Layout, Options, SyncMode};
+use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
+use crate::recovery::scan_log;
+use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
+use crate::stats::{Counters, RecoveryStats, Stats};
+use crate::storage::{Storage, StorageLock};
+use crate::writer::LogWriter;
+
+/// How many distinct keys may share one 64-bit hash. With a random per-database seed this
+/// is never reached by chance; the limit turns a deliberate flood into a typed error
+/// ([`Error::HashCollisionLimit`]) before anything is written.
+pub const MAX_KEYS_PER_HASH: usize = 32;
+/// The index's probe window; twice the per-hash limit so growth always makes room.
+const INDEX_MAX_SEARCH: usize = 2 * MAX_KEYS_PER_HASH;
+/// Lock stripes: writers of a key hold its stripe exclusively, readers shared.
+const N_STRIPES: usize = 1024;
+const LOCK_PATH: &str = "LOCK";
+
+/// An open database. `Send + Sync`: share it between threads by reference or in an `Arc`.
+/// Dropping it closes it (see [`close`](Self::close) to see errors).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let db = talus_engine::Db::open(dir.path())?;
+/// db.put(b"hello", b"world")?;
+/// assert_eq!(db.get(b"hello")?.as_deref(), Some(&b"world"[..]));
+/// db.delete(b"hello")?;
+/// assert_eq!(db.get(b"hello")?, None);
+/// db.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Db {
+    inner: Arc<Inner>,
+    sync_thread: Option<JoinHandle<()>>,
+}
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Stripe(RwLock<()>);
+
+struct Inner {
+    path: PathBuf,
+    storage: Arc<dyn Storage>,
+    layout: Layout,
+    memory_budget: u64,
+    sync_mode: SyncMode,
+    hash_seed: u64,
+    hash_mask: u64,
+    ring: RingBuffer<Memory>,
+    index: BucketMap<u64, u64>,
+    segments: Segments,
+    /// Held while appending to the ring; holds the next sequence number.
+    append: Mutex<u64>,
+    /// Everything below it is published in the ring (all allocation happens under `append`).
+    published_until: AtomicU64,
+    writer: Mutex<LogWriter>,
+    synced_until: AtomicU64,
+    commit: Mutex<bool>,
+    commit_done: Condvar,
+    poisoned: AtomicBool,
+    stripes: Box<[Stripe]>,
+    manifest: Mutex<Manifest>,
+    counters: AtomicCounters,
+    recovery: RecoveryStats,
+    shutdown: Mutex<bool>,
+    shutdown_signal: Condvar,
+    closed: AtomicBool,
+    _lock: Box<dyn StorageLock>,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    n_puts: AtomicU64,
+    n_deletes: AtomicU64,
+    n_batches: AtomicU64,
+    n_gets: AtomicU64,
+    n_disk_reads: AtomicU64,
+    n_syncs: AtomicU64,
+    n_durable_writes: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Where a record was found.
+enum Located<'g> {
+    Memory(&'g [u8]),
+    Disk(Vec<u8>),
+}
+
+impl Located<'_> {
+    fn payload(&self) -> &[u8] {
+        match self {
+            Located::Memory(payload) => payload,
+            Located::Disk(payload) => payload,
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `path` with default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Options::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Options::default().open(path)
+    }
+
+    pub(crate) fn open_with(
+        storage: Arc<dyn Storage>,
+        path: PathBuf,
+        index_dir: PathBuf,
+        options: Options,
+    ) -> Result<Db> {
+        let started = Instant::now();
+        let _span = tracing::info_span!("open", path = %path.display()).entered();
+        let lock = storage.lock(LOCK_PATH).map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked { path: path.clone() },
+            _ => Error::Io { op: "lock the database", file: LOCK_PATH.to_owned(), source: error },
+        })?;
+        storage.create_dir(LOG_DIR).map_err(io_error("create the log directory", LOG_DIR))?;
+        let segment_names = storage.list(LOG_DIR).map_err(io_error("list the log directory", LOG_DIR))?;
+        let mut manifest = match storage.read(MANIFEST_PATH) {
+            Ok(bytes) => Manifest::decode(&bytes).map_err(|reason| match reason.starts_with("bad magic") {
+                true => Error::NotADatabase { reason: format!("{MANIFEST_PATH}: {reason}") },
+                false => corruption(MANIFEST_PATH, 0, reason),
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if segment_names.iter().any(|name| parse_segment_name(name).is_some()) {
+                    return Err(Error::NotADatabase { reason: "log segments without a MANIFEST".to_owned() });
+                }
+                Layout::new(options.memory_budget, options.segment_size)?;
+                tracing::info!("creating a new database");
+                Manifest {
+                    db_id: random_u64(),
+                    hash_seed: random_u64(),
+                    segment_size: options.segment_size,
+                    log_begin: 0,
+                    log_end: 0,
+                    next_seq: 1,
+                    clean: false,
+                    hash_bits: options.hash_bits,
+                    created_unix_ns: now_unix_ns(),
+                }
+            }
+            Err(error) => {
+                return Err(Error::Io { op: "read the MANIFEST", file: MANIFEST_PATH.to_owned(), source: error });
+            }
+        };
+        let layout = Layout::new(options.memory_budget, manifest.segment_size)?;
+        let segments = Segments::new(Arc::clone(&storage), manifest.segment_size, manifest.db_id);
+        open_segments(&storage, &segments, &segment_names, &manifest)?;
+
+        let index_config = BucketMapConfig::new(&index_dir)
+            .bucket_bits(8)
+            .initial_cells_log2(10)
+            .max_search(INDEX_MAX_SEARCH)
+            .verify_on_open(options.verify_index_on_open);
+        let hash_mask = if manifest.hash_bits >= 64 { u64::MAX } else { (1u64 << manifest.hash_bits) - 1 };
+        let hasher = KeyHash { seed: manifest.hash_seed, mask: hash_mask };
+        let mut recovery = RecoveryStats::default();
+        let clean_index = match manifest.clean {
+            true => match BucketMap::open(index_config.clone()) {
+                Ok(index) => Some(index),
+                Err(error) => {
+                    tracing::warn!(%error, "the index of a cleanly closed database did not open; rebuilding it");
+                    None
+                }
+            },
+            false => None,
+        };
+        let (index, log_end, next_seq) = match clean_index {
+            Some(index) => {
+                check_clean_log_end(&segments, manifest.log_end)?;
+                recovery.clean = true;
+                (index, manifest.log_end, manifest.next_seq)
+            }
+            None => {
+                let _span = tracing::info_span!("rebuild the index").entered();
+                remove_index_dir(&index_dir)?;
+                let index = BucketMap::create(index_config)?;
+                let outcome = scan_log(&segments, manifest.log_begin, options.repair, |address, record| {
+                    replay(&index, &segments, &hasher, address, record)
+                })?;
+                tracing::info!(
+                    n_records = outcome.n_records,
+                    n_bytes = outcome.n_bytes,
+                    n_torn_bytes = outcome.n_torn_bytes,
+                    "rebuilt the index from the log"
+                );
+                recovery.n_records_replayed = outcome.n_records;
+                recovery.n_bytes_scanned = outcome.n_bytes;
+                recovery.n_torn_bytes = outcome.n_torn_bytes;
+                recovery.repair = outcome.repair;
+                let next_seq = manifest.next_seq.max(outcome.max_seq + 1);
+                (index, outcome.log_end, next_seq)
+            }
+        };
+        // From here until a clean close, the index and the log may disagree on disk.
+        manifest.clean = false;
+        manifest.log_end = log_end;
+        manifest.next_seq = next_seq;
+        storage
+            .write_atomic(MANIFEST_PATH, &manifest.encode())
+            .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
+
+        let memory = MemoryOptions::new().prefault(false).create(layout.ring_capacity as usize)?;
+        let ring_config = RingConfig::new()
+            .page_size(layout.page_size as usize)
+            .mutable_fraction(0.0)
+            .reuse_freed(false)
+            .start_address(log_end);
+        let ring = RingBuffer::new(memory, ring_config)?;
+        recovery.duration = started.elapsed();
+        let inner = Arc::new(Inner {
+            path,
+            storage,
+            layout,
+            memory_budget: options.memory_budget,
+            sync_mode: options.sync_mode,
+            hash_seed: manifest.hash_seed,
+            hash_mask,
+            ring,
+            index,
+            segments,
+            append: Mutex::new(next_seq),
+            published_until: AtomicU64::new(log_end),
+            writer: Mutex::new(LogWriter::new(log_end)),
+            synced_until: AtomicU64::new(log_end),
+            commit: Mutex::new(false),
+            commit_done: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            stripes: (0..N_STRIPES).map(|_| Stripe::default()).collect(),
+            manifest: Mutex::new(manifest),
+            counters: AtomicCounters::default(),
+            recovery,
+            shutdown: Mutex::new(false),
+            shutdown_signal: Condvar::new(),
+            closed: AtomicBool::new(false),
+            _lock: lock,
+        });
+        let sync_thread = match options.sync_mode {
+            SyncMode::Periodic(interval) => Some(spawn_sync_thread(Arc::clone(&inner), interval)?),
+            _ => None,
+        };
+        tracing::info!(log_end, clean = inner.recovery.clean, "opened");
+        Ok(Db { inner, sync_thread })
+    }
+
+    /// Sets `key` to `value`. With [`SyncMode::Always`] it is durable when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`] (nothing written), [`Error::Poisoned`],
+    /// [`Error::HashCollisionLimit`], I/O errors (which poison the database).
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.inner.check_sizes(key, Some(value))?;
+        self.inner.check_writable()?;
+        let hash = self.inner.hash(key);
+        let end = {
+            let _stripe = self.inner.stripe(hash).write();
+            let existing = self.inner.find(hash, key)?;
+            if existing.is_none() {
+                self.inner.check_room_for_new_keys(hash, 1)?;
+            }
+            let mut next_seq = self.inner.append.lock();
+            let (address, end) = self.inner.append_record(&mut next_seq, RecordKind::Put, 0, key, value)?;
+            self.inner.publish(end);
+            drop(next_seq);
+            self.inner.index_put(hash, existing, address)?;
+            end
+        };
+        bump(&self.inner.counters.n_puts);
+        self.inner.after_write(end)
+    }
+
+    /// Removes `key` (nothing happens if it is absent). With [`SyncMode::Always`] the
+    /// removal is durable when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyTooLarge`], [`Error::Poisoned`], I/O errors.
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let key = key.as_ref();
+        self.inner.check_sizes(key, None)?;
+        self.inner.check_writable()?;
+        let hash = self.inner.hash(key);
+        let end = {
+            let _stripe = self.inner.stripe(hash).write();
+            let Some(existing) = self.inner.find(hash, key)? else {
+                return Ok(());
+            };
+            let mut next_seq = self.inner.append.lock();
+            let (_, end) = self.inner.append_record(&mut next_seq, RecordKind::Delete, 0, key, &[])?;
+            self.inner.publish(end);
+            drop(next_seq);
+            self.inner.index.remove_if(&hash, |&address| address == existing)?;
+            end
+        };
+        bump(&self.inner.counters.n_deletes);
+        self.inner.after_write(end)
+    }
+
+    /// Applies every operation of `batch`, atomically for readers and across crashes.
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put); a size or collision error leaves nothing written.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        for op in &batch.ops {
+            match op {
+                BatchOp::Put { key, value } => inner.check_sizes(key, Some(value))?,
+                BatchOp::Delete { key } => inner.check_sizes(key, None)?,
+            }
+        }
+        inner.check_writable()?;
+        let hashes: Vec<u64> = batch.ops.iter().map(|op| inner.hash(op.key())).collect();
+        let mut stripe_ids: Vec<usize> = hashes.iter().map(|&hash| stripe_of(hash)).collect();
+        stripe_ids.sort_unstable();
+        stripe_ids.dedup();
+        // Lock every stripe first (in order, so batches cannot deadlock), update the index
+        // only after all records are appended, unlock last: a reader sees all or nothing.
+        let _stripes: Vec<_> = stripe_ids.iter().map(|&idx| inner.stripes[idx].0.write()).collect();
+
+        // Keys new to the index, counted per hash, must stay within the collision limit.
+        let mut existing: Vec<Option<u64>> = Vec::with_capacity(batch.ops.len());
+        for (op, &hash) in batch.ops.iter().zip(&hashes) {
+            existing.push(inner.find(hash, op.key())?);
+        }
+        let mut new_per_hash: Vec<u64> = batch
+            .ops
+            .iter()
+            .zip(&hashes)
+            .zip(&existing)
+            .filter(|((op, _), found)| matches!(op, BatchOp::Put { .. }) && found.is_none())
+            .map(|((_, &hash), _)| hash)
+            .collect();
+        new_per_hash.sort_unstable();
+        for group in new_per_hash.chunk_by(|a, b| a == b) {
+            inner.check_room_for_new_keys(group[0], group.len())?;
+        }
+
+        let mut addresses = Vec::with_capacity(batch.ops.len());
+        let end = {
+            let mut next_seq = inner.append.lock();
+            let last = batch.ops.len() - 1;
+            let mut end = 0;
+            for (idx, op) in batch.ops.iter().enumerate() {
+                let flags = if idx == last { FLAG_BATCH | FLAG_BATCH_END } else { FLAG_BATCH };
+                let appended = match op {
+                    BatchOp::Put { key, value } => {
+                        inner.append_record(&mut next_seq, RecordKind::Put, flags, key, value)
+                    }
+                    BatchOp::Delete { key } => inner.append_record(&mut next_seq, RecordKind::Delete, flags, key, &[]),
+                };
+                let (address, record_end) = match appended {
+                    Ok(appended) => appended,
+                    Err(error) => {
+                        // Part of a batch is in the log: nothing may follow it but the rest.
+                        inner.poison("a batch failed half-way through its append");
+                        return Err(error);
+                    }
+                };
+                inner.publish(record_end);
+                addresses.push(address);
+                end = record_end;
+            }
+            end
+        };
+        // Apply in order; `current` tracks each key's index entry as earlier operations of
+        // this batch change it.
+        for (idx, op) in batch.ops.iter().enumerate() {
+            let hash = hashes[idx];
+            let current = inner.find(hash, op.key())?;
+            match op {
+                BatchOp::Put { .. } => inner.index_put(hash, current, addresses[idx])?,
+                BatchOp::Delete { .. } => {
+                    if let Some(current) = current {
+                        inner.index.remove_if(&hash, |&address| address == current)?;
+                    }
+                }
+            }
+        }
+        drop(_stripes);
+        bump(&inner.counters.n_batches);
+        inner.after_write(end)
+    }
+
+    /// The value of `key`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyTooLarge`]; [`Error::Corruption`] if the record read from disk fails its
+    /// checksum; I/O errors.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.get_with(key, <[u8]>::to_vec)
+    }
+
+    /// Calls `f` with the value of `key` without copying it, if it has one, and returns what
+    /// `f` returns. The bytes stay valid during the call; `f` should be short and must not
+    /// write to this database (memory it pins cannot be reused meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn get_with<R>(&self, key: impl AsRef<[u8]>, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        let key = key.as_ref();
+        self.inner.check_sizes(key, None)?;
+        bump(&self.inner.counters.n_gets);
+        let hash = self.inner.hash(key);
+        let guard = self.inner.ring.pin();
+        let located = {
+            let _stripe = self.inner.stripe(hash).read();
+            let mut found = None;
+            for address in self.inner.candidates(hash) {
+                let located = self.inner.locate(&guard, address)?;
+                let record = parse_located(&located, address, &self.inner.segments)?;
+                if record.key == key {
+                    found = Some(located);
+                    break;
+                }
+            }
+            found
+        };
+        let Some(located) = located else { return Ok(None) };
+        let record = record::decode(located.payload(), false).expect("parsed above");
+        Ok(Some(f(record.value)))
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.get_with(key, |_| ())?.is_some())
+    }
+
+    /// Every live pair, in no particular order. Weakly consistent: a pair written or
+    /// removed during the iteration may or may not be seen.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { inner: &self.inner, entries: Box::new(self.inner.index.iter()) }
+    }
+
+    /// Makes every write so far durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`], I/O errors (which poison the database).
+    pub fn sync(&self) -> Result<()> {
+        let until = self.inner.published_until.load(Ordering::Acquire);
+        self.inner.wait_durable(until)
+    }
+
+    /// Numbers about the database.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// The database directory (or `<storage>` for a database on a custom [`Storage`]).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Closes the database cleanly: the log synced, the index flushed, the MANIFEST marked
+    /// clean, background threads joined, the lock released. The next open replays nothing.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors; the next open then rebuilds the index from the log.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_sync_thread();
+        self.inner.close()
+    }
+
+    /// For crash tests: stops as if the process died here: nothing more is written (the
+    /// index is not flushed, the MANIFEST stays unclean), the lock is released.
+    #[doc(hidden)]
+    pub fn simulate_crash(mut self) {
+        self.stop_sync_thread();
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn stop_sync_thread(&mut self) {
+        if let Some(thread) = self.sync_thread.take() {
+            *self.inner.shutdown.lock() = true;
+            self.inner.shutdown_signal.notify_all();
+            if thread.join().is_err() {
+                tracing::error!("the periodic sync thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.stop_sync_thread();
+        if let Err(error) = self.inner.close() {
+            tracing::error!(%error, "closing the database on drop failed; the next open rebuilds the index");
+        }
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.inner.path).field("ring", &*self.inner.ring).finish_non_exhaustive()
+    }
+}
+
+/// Iterator over every live pair; see [`Db::iter`].
+pub struct Iter<'a> {
+    inner: &'a Inner,
+    entries: Box<dyn Iterator<Item = (u64, u64)> + 'a>,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (_, address) = self.entries.next()?;
+        let guard = self.inner.ring.pin();
+        let pair = self.inner.locate(&guard, address).and_then(|located| {
+            let record = parse_located(&located, address, &self.inner.segments)?;
+            Ok((record.key.to_vec(), record.value.to_vec()))
+        });
+        Some(pair)
+    }
+}
+
+impl std::fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+fn parse_located<'a>(located: &'a Located<'_>, address: u64, segments: &Segments) -> Result<Record<'a>> {
+    let record = record::decode(located.payload(), false).map_err(|reason| {
+        let first = segments.first_address_of(address);
+        corruption(&segment_path(first), SEGMENT_HEADER_LEN + (address - first), reason)
+    })?;
+    if record.kind != RecordKind::Put {
+        let first = segments.first_address_of(address);
+        return Err(corruption(
+            &segment_path(first),
+            SEGMENT_HEADER_LEN + (address - first),
+            "index points at a delete",
+        ));
+    }
+    Ok(record)
+}
+
+fn stripe_of(hash: u64) -> usize {
+    // The index uses the hash's high bits for buckets; stripes use a mix of all of them.
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % N_STRIPES
+}
+
+/// The key hash: xxh3 with the database's seed, masked only in tests.
+struct KeyHash {
+    seed: u64,
+    mask: u64,
+}
+
+impl KeyHash {
+    fn hash(&self, key: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed) & self.mask
+    }
+}
+
+/// Applies one replayed record to the index being rebuilt.
+fn replay(
+    index: &BucketMap<u64, u64>,
+    segments: &Segments,
+    hasher: &KeyHash,
+    address: u64,
+    record: &Record<'_>,
+) -> Result<()> {
+    let hash = hasher.hash(record.key);
+    let mut existing = None;
+    for candidate in index.values(&hash) {
+        let payload = segments.read_payload(candidate)?;
+        let other = record::decode(&payload, false).expect("verified by read_payload");
+        if other.key == record.key {
+            existing = Some((candidate, other.seq));
+            break;
+        }
+    }
+    if let Some((_, seq)) = existing
+        && seq > record.seq
+    {
+        return Ok(()); // an older version: sequence numbers decide, not positions
+    }
+    match (record.kind, existing) {
+        (RecordKind::Put, Some((old, _))) => {
+            index.replace_if(&hash, |&address| address == old, address)?;
+        }
+        (RecordKind::Put, None) => insert_new(index, hash, address)?,
+        (RecordKind::Delete, Some((old, _))) => {
+            index.remove_if(&hash, |&address| address == old)?;
+        }
+        (RecordKind::Delete, None) => {}
+    }
+    Ok(())
+}
+
+fn insert_new(index: &BucketMap<u64, u64>, hash: u64, address: u64) -> Result<()> {
+    index.insert_duplicate(hash, address).map_err(|error| match error {
+        talus_bucketmap::Error::TooManyDuplicates { .. } => Error::HashCollisionLimit { max: MAX_KEYS_PER_HASH },
+        other => other.into(),
+    })
+}
+
+/// Opens every segment file in the log directory, checking headers. A last segment whose
+/// header never made it to disk (a crash while creating it) is removed.
+fn open_segments(storage: &Arc<dyn Storage>, segments: &Segments, names: &[String], manifest: &Manifest) -> Result<()> {
+    let mut firsts: Vec<u64> = names.iter().filter_map(|name| parse_segment_name(name)).collect();
+    firsts.sort_unstable();
+    for (idx, &first) in firsts.iter().enumerate() {
+        let path = segment_path(first);
+        if first < manifest.log_begin {
+            continue; // no longer part of the log
+        }
+        if !first.is_multiple_of(manifest.segment_size) {
+            return Err(corruption(&path, 0, "segment name is not a multiple of the segment size"));
+        }
+        let file = storage.open(&path, false).map_err(io_error("open a segment", &path))?;
+        let mut header = vec![0u8; SEGMENT_HEADER_LEN as usize];
+        let n = file.read_at(&mut header, 0).map_err(io_error("read a segment header", &path))?;
+        header.truncate(n);
+        if let Err(error) = check_header(&header, &path, manifest.segment_size, first, manifest.db_id) {
+            let is_last = idx + 1 == firsts.len();
+            let len = file.len().map_err(io_error("read a segment's length", &path))?;
+            if is_last && len <= SEGMENT_HEADER_LEN && !manifest.clean {
+                tracing::info!(path, "removing a segment whose creation did not finish");
+                storage.remove(&path).map_err(io_error("remove a segment", &path))?;
+                continue;
+            }
+            return Err(error);
+        }
+        segments.insert(first, file);
+    }
+    Ok(())
+}
+
+/// After a clean close the log ends exactly at the recorded end.
+fn check_clean_log_end(segments: &Segments, log_end: u64) -> Result<()> {
+    let firsts = segments.first_addresses();
+    let Some(&last) = firsts.last() else {
+        return match log_end {
+            0 => Ok(()),
+            _ => Err(corruption(MANIFEST_PATH, 48, "the log's segments are missing")),
+        };
+    };
+    let path = segment_path(last);
+    let file = segments.file(last).expect("listed");
+    let len = file.len().map_err(io_error("read a segment's length", &path))?;
+    let data_end = last + len.saturating_sub(SEGMENT_HEADER_LEN);
+    // A trailing filler leaves the file shorter than the log's end; a longer file means
+    // bytes the clean close did not account for.
+    if data_end > log_end || (log_end - last > segments.segment_size) {
+        return Err(corruption(&path, len, format!("the log ends at {data_end}, the MANIFEST says {log_end}")));
+    }
+    Ok(())
+}
+
+fn remove_index_dir(index_dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(index_dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io { op: "remove the old index", file: index_dir.display().to_string(), source }),
+    }
+}
+
+fn spawn_sync_thread(inner: Arc<Inner>, interval: Duration) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("talus-sync".to_owned())
+        .spawn(move || {
+            let mut stop = inner.shutdown.lock();
+            while !*stop {
+                inner.shutdown_signal.wait_for(&mut stop, interval);
+                if *stop {
+                    break;
+                }
+                drop(stop);
+                let until = inner.published_until.load(Ordering::Acquire);
+                if let Err(error) = inner.wait_durable(until) {
+                    tracing::warn!(%error, "periodic sync failed");
+                }
+                stop = inner.shutdown.lock();
+            }
+        })
+        .map_err(|source| Error::Io { op: "start the sync thread", file: String::new(), source })
+}
+
+impl Inner {
+    fn hash(&self, key: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.hash_seed) & self.hash_mask
+    }
+
+    fn stripe(&self, hash: u64) -> &RwLock<()> {
+        &self.stripes[stripe_of(hash)].0
+    }
+
+    fn check_sizes(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+        }
+        let max = self.layout.max_value_len();
+        match value {
+            Some(value) if value.len() > max => Err(Error::ValueTooLarge { len: value.len(), max }),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match self.poisoned.load(Ordering::Acquire) {
+            true => Err(Error::Poisoned),
+            false => Ok(()),
+        }
+    }
+
+    fn poison(&self, why: &str) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!(why, "the database is poisoned: writes are refused until it is reopened");
+        }
+    }
+
+    /// The index entries for `hash` (usually zero or one).
+    fn candidates(&self, hash: u64) -> Vec<u64> {
+        self.index.values(&hash)
+    }
+
+    /// The address of `key`'s current record, if it has one.
+    fn find(&self, hash: u64, key: &[u8]) -> Result<Option<u64>> {
+        let candidates = self.candidates(hash);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let guard = self.ring.pin();
+        for address in candidates {
+            let located = self.locate(&guard, address)?;
+            if parse_located(&located, address, &self.segments)?.key == key {
+                return Ok(Some(address));
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_room_for_new_keys(&self, hash: u64, n_new: usize) -> Result<()> {
+        if self.candidates(hash).len() + n_new > MAX_KEYS_PER_HASH {
+            return Err(Error::HashCollisionLimit { max: MAX_KEYS_PER_HASH });
+        }
+        Ok(())
+    }
+
+    /// The record at `address`: from memory if it is still there, else from its segment
+    /// (checksum verified).
+    fn locate<'g>(&self, guard: &'g talus_ringbuf::Guard<'_>, address: u64) -> Result<Located<'g>> {
+        if address >= self.ring.head() {
+            match guard.read(address) {
+                Ok(payload) => return Ok(Located::Memory(payload)),
+                Err(talus_ringbuf::Error::Evicted { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        bump(&self.counters.n_disk_reads);
+        Ok(Located::Disk(self.segments.read_payload(address)?))
+    }
+
+    fn index_put(&self, hash: u64, existing: Option<u64>, address: u64) -> Result<()> {
+        match existing {
+            Some(old) => {
+                let replaced = self.index.replace_if(&hash, |&entry| entry == old, address)?;
+                assert!(replaced, "the entry found under the stripe lock is still there");
+                Ok(())
+            }
+            None => insert_new(&self.index, hash, address),
+        }
+    }
+
+    /// Appends one record (the caller holds `append`, passed in as `next_seq`); returns its
+    /// address and the address just past it.
+    fn append_record(
+        &self,
+        next_seq: &mut u64,
+        kind: RecordKind,
+        flags: u8,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(u64, u64)> {
+        let len = record::encoded_len(key.len(), value.len());
+        let mut entry = self.alloc(len)?;
+        record::encode(&mut entry, kind, flags, *next_seq, key, value);
+        *next_seq += 1;
+        let address = entry.address();
+        drop(entry); // publishes it
+        let end = address + (ENTRY_HEADER_LEN + len.div_ceil(8) * 8) as u64;
+        Ok((address, end))
+    }
+
+    fn publish(&self, end: u64) {
+        self.published_until.store(end, Ordering::Release);
+    }
+
+    /// Allocates at the tail; when memory is full, writes the oldest records to the segment
+    /// files and evicts them.
+    fn alloc(&self, len: usize) -> Result<Allocation<'_>> {
+        loop {
+            match self.ring.alloc(len) {
+                Ok(entry) => return Ok(entry),
+                Err(talus_ringbuf::Error::Full { .. }) => self.make_room()?,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn make_room(&self) -> Result<()> {
+        self.check_writable()?;
+        let written_until = {
+            let mut writer = self.writer.lock();
+            let until = self.published_until.load(Ordering::Acquire);
+            if let Err(error) = writer.write_until(&self.ring, &self.segments, until) {
+                self.poison("writing the log to make room failed");
+                return Err(error);
+            }
+            writer.written_until
+        };
+        let ring: &Ring = &self.ring;
+        let until = written_until.min(ring.head() + ring.capacity() / 4);
+        let report = ring.evict_until(until, |_| EvictAction::Evicted);
+        if report.n_evicted + report.n_skipped == 0 {
+            // Readers still pin the oldest memory: let them finish.
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    fn after_write(&self, end: u64) -> Result<()> {
+        match self.sync_mode {
+            SyncMode::Always => {
+                bump(&self.counters.n_durable_writes);
+                self.wait_durable(end)
+            }
+            SyncMode::Periodic(_) | SyncMode::Never => Ok(()),
+        }
+    }
+
+    /// Returns once everything below `until` is durable, leading a group commit if no one
+    /// else is: one write and one fsync cover every writer waiting.
+    fn wait_durable(&self, until: u64) -> Result<()> {
+        if self.synced_until.load(Ordering::Acquire) >= until {
+            return Ok(());
+        }
+        let mut leader_active = self.commit.lock();
+        loop {
+            if self.synced_until.load(Ordering::Acquire) >= until {
+                return Ok(());
+            }
+            self.check_writable()?;
+            if *leader_active {
+                self.commit_done.wait(&mut leader_active);
+                continue;
+            }
+            *leader_active = true;
+            drop(leader_active);
+            let result = self.write_and_sync();
+            leader_active = self.commit.lock();
+            *leader_active = false;
+            self.commit_done.notify_all();
+            result?;
+        }
+    }
+
+    fn write_and_sync(&self) -> Result<()> {
+        let mut writer = self.writer.lock();
+        let until = self.published_until.load(Ordering::Acquire);
+        let result = writer.write_until(&self.ring, &self.segments, until).and_then(|()| writer.sync());
+        match result {
+            Ok(()) => {
+                bump(&self.counters.n_syncs);
+                self.synced_until.store(writer.synced_until, Ordering::Release);
+                Ok(())
+            }
+            Err(error) => {
+                self.poison("writing or syncing the log failed");
+                Err(error)
+            }
+        }
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _span = tracing::info_span!("close", path = %self.path.display()).entered();
+        if self.poisoned.load(Ordering::Acquire) {
+            tracing::warn!("closing a poisoned database: the next open rebuilds the index from the durable log");
+            return Err(Error::Poisoned);
+        }
+        let _append = self.append.lock();
+        let next_seq = *_append;
+        self.write_and_sync()?;
+        self.index.flush()?;
+        let mut manifest = self.manifest.lock();
+        manifest.clean = true;
+        manifest.log_end = self.published_until.load(Ordering::Acquire);
+        manifest.next_seq = next_seq;
+        self.storage
+            .write_atomic(MANIFEST_PATH, &manifest.encode())
+            .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
+        tracing::info!(log_end = manifest.log_end, "closed cleanly");
+        Ok(())
+    }
+
+    fn stats(&self) -> Stats {
+        let writer = self.writer.lock();
+        let (written, synced) = (writer.written_until, writer.synced_until);
+        drop(writer);
+        let ring: &Ring = &self.ring;
+        let (head, tail) = (ring.head(), ring.tail());
+        let log_begin = self.manifest.lock().log_begin;
+        let index_mapped_bytes = self
+            .index
+            .bucket_paths()
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|metadata| metadata.len())
+            .sum();
+        let metrics = ring.metrics();
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            n_keys: self.index.len(),
+            log_begin,
+            log_head: head,
+            log_synced_until: synced,
+            log_written_until: written,
+            log_tail: tail,
+            log_bytes: tail - log_begin,
+            n_segments: self.segments.len() as u64,
+            segment_size: self.layout.segment_size,
+            memory_budget_bytes: self.memory_budget,
+            log_memory_bytes: self.layout.ring_capacity,
+            log_memory_used_bytes: tail - head,
+            index_mapped_bytes,
+            max_value_len: self.layout.max_value_len() as u64,
+            poisoned: self.poisoned.load(Ordering::Acquire),
+            recovery: self.recovery.clone(),
+            counters: Counters {
+                n_puts: load(&self.counters.n_puts),
+                n_deletes: load(&self.counters.n_deletes),
+                n_batches: load(&self.counters.n_batches),
+                n_gets: load(&self.counters.n_gets),
+                n_disk_reads: load(&self.counters.n_disk_reads),
+                n_syncs: load(&self.counters.n_syncs),
+                n_durable_writes: load(&self.counters.n_durable_writes),
+                n_evicted: metrics.n_evicted_total,
+            },
+        }
+    }
+}

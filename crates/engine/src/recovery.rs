@@ -1,0 +1,305 @@
+//! Reading the whole log back at open after a crash: find where the valid log ends, tell a
+//! torn tail (cut silently) from damage in the middle (an error, or cut with `repair`),
+//! and hand every record of every complete batch to the caller, in log order.
+
+use std::sync::Arc;
+
+use talus_ringbuf::{ENTRY_ALIGN, ENTRY_HEADER_LEN, EntryHeader, EntryState};
+
+use crate::error::{Result, corruption, io_error};
+use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, Record};
+use crate::segment::{SEGMENT_HEADER_LEN, Segments, check_entry_fits, entry_payload_len, segment_path};
+use crate::storage::StorageFile;
+
+/// What `repair` cut away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairReport {
+    /// The logical address of the first invalid record: the log now ends here.
+    pub cut_at_address: u64,
+    /// The segment file and offset of the damage.
+    pub file: String,
+    /// The byte offset in that file.
+    pub offset: u64,
+    /// Why the record there is invalid.
+    pub reason: String,
+    /// Log bytes dropped (from the cut to the old end of the log).
+    pub n_bytes_dropped: u64,
+}
+
+/// The result of a scan.
+#[derive(Debug, Default)]
+pub(crate) struct ScanOutcome {
+    /// The log ends here (the next record goes here).
+    pub(crate) log_end: u64,
+    pub(crate) max_seq: u64,
+    pub(crate) n_records: u64,
+    pub(crate) n_bytes: u64,
+    pub(crate) n_torn_bytes: u64,
+    pub(crate) repair: Option<RepairReport>,
+}
+
+/// Reading is done in chunks of this size.
+const CHUNK: usize = 4 << 20;
+
+/// A buffered reader over one segment's data (offsets relative to the data start).
+struct SegmentReader {
+    file: Arc<dyn StorageFile>,
+    path: String,
+    data_len: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl SegmentReader {
+    fn new(file: Arc<dyn StorageFile>, path: String) -> Result<SegmentReader> {
+        let len = file.len().map_err(io_error("read a segment's length", &path))?;
+        Ok(SegmentReader {
+            file,
+            path,
+            data_len: len.saturating_sub(SEGMENT_HEADER_LEN),
+            buf: Vec::new(),
+            buf_start: 0,
+        })
+    }
+
+    /// `len` bytes at data offset `at`, or fewer if the file ends first.
+    fn bytes(&mut self, at: u64, len: usize) -> Result<&[u8]> {
+        let available = self.data_len.saturating_sub(at).min(len as u64) as usize;
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if at < self.buf_start || at + available as u64 > buf_end {
+            let want = available.max(CHUNK).min(self.data_len.saturating_sub(at) as usize);
+            self.buf.resize(want, 0);
+            let n = self
+                .file
+                .read_at(&mut self.buf, SEGMENT_HEADER_LEN + at)
+                .map_err(io_error("read the log", &self.path))?;
+            self.buf.truncate(n);
+            self.buf_start = at;
+        }
+        let start = (at - self.buf_start) as usize;
+        let end = (start + available).min(self.buf.len());
+        Ok(&self.buf[start..end])
+    }
+}
+
+/// One step of the scan.
+enum Step {
+    Record {
+        size: u64,
+    },
+    Filler {
+        size: u64,
+    },
+    /// The segment's data ends here.
+    End,
+    Invalid(&'static str),
+}
+
+fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Result<(Step, Option<Vec<u8>>)> {
+    if at >= reader.data_len {
+        return Ok((Step::End, None));
+    }
+    let bytes = reader.bytes(at, ENTRY_HEADER_LEN)?;
+    if bytes.len() < ENTRY_HEADER_LEN {
+        return Ok((Step::Invalid("entry header cut short"), None));
+    }
+    let word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+    let Some(header) = EntryHeader::decode(word) else {
+        return Ok((Step::Invalid("invalid entry header"), None));
+    };
+    if header.state == EntryState::Filler {
+        if let Err(reason) = check_entry_fits(&header, at, segment_size) {
+            return Ok((Step::Invalid(reason), None));
+        }
+        return Ok((Step::Filler { size: header.size as u64 }, None));
+    }
+    let payload_len = match entry_payload_len(bytes, at, segment_size) {
+        Ok(len) => len,
+        Err(reason) => return Ok((Step::Invalid(reason), None)),
+    };
+    let entry = reader.bytes(at, ENTRY_HEADER_LEN + payload_len)?;
+    if entry.len() < ENTRY_HEADER_LEN + payload_len {
+        return Ok((Step::Invalid("record cut short by the end of the file"), None));
+    }
+    let payload = &entry[ENTRY_HEADER_LEN..];
+    if let Err(reason) = record::decode(payload, true) {
+        return Ok((Step::Invalid(reason), None));
+    }
+    Ok((Step::Record { size: header.size as u64 }, Some(payload.to_vec())))
+}
+
+/// Whether any valid record starts at or after data offset `from` in this segment.
+fn valid_record_from(reader: &mut SegmentReader, from: u64, segment_size: u64) -> Result<Option<u64>> {
+    let mut at = from.next_multiple_of(ENTRY_ALIGN as u64);
+    while at + (ENTRY_HEADER_LEN as u64) <= reader.data_len {
+        if let (Step::Record { .. }, _) = step(reader, at, segment_size)? {
+            return Ok(Some(at));
+        }
+        at += ENTRY_ALIGN as u64;
+    }
+    Ok(None)
+}
+
+/// Scans the log from `log_begin`, calling `apply` for every record of the valid log (batch
+/// records only once their batch is complete). Cuts a torn tail (truncating the segment,
+/// removing any later ones); damage followed by valid records is [`Error::Corruption`]
+/// unless `repair`.
+pub(crate) fn scan_log(
+    segments: &Segments,
+    log_begin: u64,
+    repair: bool,
+    mut apply: impl FnMut(u64, &Record<'_>) -> Result<()>,
+) -> Result<ScanOutcome> {
+    let segment_size = segments.segment_size;
+    let firsts = segments.first_addresses();
+    let mut outcome = ScanOutcome { log_end: log_begin, ..ScanOutcome::default() };
+    let mut pending_batch: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut expected_first = log_begin;
+    for (idx, &first) in firsts.iter().enumerate() {
+        let path = segment_path(first);
+        if first != expected_first {
+            return Err(corruption(
+                &path,
+                0,
+                format!("segment missing before it: expected one at address {expected_first}"),
+            ));
+        }
+        expected_first = first + segment_size;
+        let is_last = idx + 1 == firsts.len();
+        let file = segments.file(first).expect("listed segments are open");
+        let mut reader = SegmentReader::new(file, path.clone())?;
+        let mut at = 0u64;
+        loop {
+            if at >= segment_size {
+                break; // the next segment continues the log
+            }
+            let (step, payload) = step(&mut reader, at, segment_size)?;
+            match step {
+                Step::Record { size } => {
+                    let payload = payload.expect("a record step has its payload");
+                    let record = record::decode(&payload, false).expect("verified by step");
+                    let address = first + at;
+                    outcome.max_seq = outcome.max_seq.max(record.seq);
+                    if record.flags & FLAG_BATCH != 0 {
+                        let end = record.flags & FLAG_BATCH_END != 0;
+                        pending_batch.push((address, payload));
+                        if end {
+                            for (address, payload) in pending_batch.drain(..) {
+                                let record = record::decode(&payload, false).expect("verified by step");
+                                apply(address, &record)?;
+                                outcome.n_records += 1;
+                            }
+                        }
+                    } else {
+                        if !pending_batch.is_empty() {
+                            let (address, _) = pending_batch[0];
+                            return Err(corruption(
+                                &path,
+                                SEGMENT_HEADER_LEN + at,
+                                format!("a record inside the unfinished batch that starts at address {address}"),
+                            ));
+                        }
+                        apply(address, &record)?;
+                        outcome.n_records += 1;
+                    }
+                    at += size;
+                    outcome.log_end = first + at;
+                    outcome.n_bytes = outcome.log_end - log_begin;
+                }
+                Step::Filler { size } => {
+                    at += size;
+                    outcome.log_end = first + at.min(segment_size);
+                }
+                Step::End if at >= segment_size || is_last => break,
+                Step::End | Step::Invalid(_) => {
+                    let reason = match step {
+                        Step::Invalid(reason) => reason,
+                        _ => "segment ends early",
+                    };
+                    let damage = DamageAt { first, at, path: path.clone(), reason };
+                    return finish_cut(segments, &firsts[idx..], reader, damage, repair, pending_batch, outcome);
+                }
+            }
+        }
+    }
+    if let Some(&(batch_start, _)) = pending_batch.first() {
+        // The log ends inside a batch: the batch never finished, so it never happened.
+        outcome.n_torn_bytes = outcome.log_end - batch_start;
+        outcome.log_end = batch_start;
+        truncate_at(segments, batch_start, &firsts)?;
+    }
+    Ok(outcome)
+}
+
+struct DamageAt {
+    first: u64,
+    at: u64,
+    path: String,
+    reason: &'static str,
+}
+
+fn finish_cut(
+    segments: &Segments,
+    firsts_from_here: &[u64],
+    mut reader: SegmentReader,
+    damage: DamageAt,
+    repair: bool,
+    pending_batch: Vec<(u64, Vec<u8>)>,
+    mut outcome: ScanOutcome,
+) -> Result<ScanOutcome> {
+    let segment_size = segments.segment_size;
+    let mut valid_after = valid_record_from(&mut reader, damage.at + ENTRY_ALIGN as u64, segment_size)?;
+    let mut old_end = damage.first + reader.data_len;
+    for &later in &firsts_from_here[1..] {
+        let path = segment_path(later);
+        let file = segments.file(later).expect("listed segments are open");
+        let mut later_reader = SegmentReader::new(file, path)?;
+        old_end = later + later_reader.data_len;
+        if valid_after.is_none() && valid_record_from(&mut later_reader, 0, segment_size)?.is_some() {
+            valid_after = Some(later);
+        }
+    }
+    let damage_address = damage.first + damage.at;
+    let cut = pending_batch.first().map_or(damage_address, |&(batch_start, _)| batch_start);
+    if valid_after.is_some() {
+        if !repair {
+            return Err(corruption(
+                &damage.path,
+                SEGMENT_HEADER_LEN + damage.at,
+                format!(
+                    "{} (valid records follow, so this is not a torn tail; open with repair to cut here)",
+                    damage.reason
+                ),
+            ));
+        }
+        tracing::warn!(file = %damage.path, offset = SEGMENT_HEADER_LEN + damage.at, reason = damage.reason, "repair cuts the log");
+        outcome.repair = Some(RepairReport {
+            cut_at_address: cut,
+            file: damage.path.clone(),
+            offset: SEGMENT_HEADER_LEN + damage.at,
+            reason: damage.reason.to_owned(),
+            n_bytes_dropped: old_end.saturating_sub(cut),
+        });
+    } else {
+        tracing::info!(file = %damage.path, address = cut, "cut the torn tail of the log");
+    }
+    outcome.n_torn_bytes = old_end.saturating_sub(cut);
+    outcome.log_end = cut;
+    let all: Vec<u64> = segments.first_addresses();
+    truncate_at(segments, cut, &all)?;
+    Ok(outcome)
+}
+
+/// Makes the log end at `address`: truncates its segment, removes later ones.
+fn truncate_at(segments: &Segments, address: u64, firsts: &[u64]) -> Result<()> {
+    let first = segments.first_address_of(address);
+    for &later in firsts.iter().filter(|&&later| later > first) {
+        segments.remove(later)?;
+    }
+    if let Some(file) = segments.file(first) {
+        let path = segment_path(first);
+        file.set_len(SEGMENT_HEADER_LEN + (address - first)).map_err(io_error("truncate the log", &path))?;
+        file.sync_data().map_err(io_error("sync the truncated log", &path))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Segment files: the log's bytes below the in-memory tail, at the same logical addresses.
+//! Segment `i` holds `[i·S, (i+1)·S)` and is named by its first address
+//! (`log/0000000004000000.seg`). A 4096-byte header comes first; the log byte at address
+//! `a` is at file offset `4096 + a - first_address`. The bytes are the ring's, verbatim:
+//! an 8-byte entry header word, then the record (see `record.rs`), padded to 8 bytes.
+//! Fillers at page ends are written as their header word only (the rest is a hole).
+//!
+//! Header (docs/format.md, "Segment file"):
+//!
+//! ```text
+//! offset size field
+//!      0    8 magic "TALUSSEG"
+//!      8    4 version (1)
+//!     12    4 header length (4096)
+//!     16    8 segment size in bytes
+//!     24    8 first logical address
+//!     32    8 database id (as in the MANIFEST)
+//!     40    4 crc32c of bytes 0..40
+//!     44 4052 zero
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use talus_ringbuf::{ENTRY_HEADER_LEN, EntryHeader, EntryState};
+
+use crate::error::{Result, corruption, io_error};
+use crate::record::{self, RECORD_HEADER_LEN};
+use crate::storage::{Storage, StorageFile, read_exact_at};
+
+/// Bytes in front of a segment's data.
+pub(crate) const SEGMENT_HEADER_LEN: u64 = 4096;
+const MAGIC: [u8; 8] = *b"TALUSSEG";
+const VERSION: u32 = 1;
+/// The part of the header that is written (the rest is zero).
+const HEADER_USED: usize = 44;
+const CRC_OFFSET: usize = 40;
+/// The directory of segment files.
+pub(crate) const LOG_DIR: &str = "log";
+
+const _: () = assert!(CRC_OFFSET + 4 == HEADER_USED && HEADER_USED as u64 <= SEGMENT_HEADER_LEN);
+
+/// The path of the segment starting at `first_address`.
+pub(crate) fn segment_path(first_address: u64) -> String {
+    format!("{LOG_DIR}/{first_address:016x}.seg")
+}
+
+/// The first address of a segment file name, if it is one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".seg")?;
+    (hex.len() == 16 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
+pub(crate) fn encode_header(segment_size: u64, first_address: u64, db_id: u64) -> [u8; HEADER_USED] {
+    let mut out = [0u8; HEADER_USED];
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&segment_size.to_le_bytes());
+    out[24..32].copy_from_slice(&first_address.to_le_bytes());
+    out[32..40].copy_from_slice(&db_id.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..CRC_OFFSET]);
+    out[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Checks a segment header against what the MANIFEST and the file name say.
+pub(crate) fn check_header(bytes: &[u8], path: &str, segment_size: u64, first_address: u64, db_id: u64) -> Result<()> {
+    let bad = |reason: &str| Err(corruption(path, 0, format!("segment header: {reason}")));
+    if bytes.len() < HEADER_USED {
+        return bad("the file is shorter than its header");
+    }
+    if bytes[0..8] != MAGIC {
+        return bad("bad magic");
+    }
+    let crc = u32::from_le_bytes(bytes[CRC_OFFSET..HEADER_USED].try_into().expect("4 bytes"));
+    if crc != crc32c::crc32c(&bytes[..CRC_OFFSET]) {
+        return bad("checksum mismatch");
+    }
+    if bytes[..HEADER_USED] != encode_header(segment_size, first_address, db_id) {
+        return bad("version, size, address or database id differ from the MANIFEST and the file name");
+    }
+    Ok(())
+}
+
+/// The open segment files, by first address.
+#[derive(Debug)]
+pub(crate) struct Segments {
+    storage: Arc<dyn Storage>,
+    pub(crate) segment_size: u64,
+    db_id: u64,
+    files: RwLock<BTreeMap<u64, Arc<dyn StorageFile>>>,
+}
+
+impl Segments {
+    pub(crate) fn new(storage: Arc<dyn Storage>, segment_size: u64, db_id: u64) -> Segments {
+        Segments { storage, segment_size, db_id, files: RwLock::new(BTreeMap::new()) }
+    }
+
+    pub(crate) fn first_address_of(&self, address: u64) -> u64 {
+        address - address % self.segment_size
+    }
+
+    /// Registers an existing segment file.
+    pub(crate) fn insert(&self, first_address: u64, file: Arc<dyn StorageFile>) {
+        self.files.write().insert(first_address, file);
+    }
+
+    pub(crate) fn remove(&self, first_address: u64) -> Result<()> {
+        let path = segment_path(first_address);
+        self.files.write().remove(&first_address);
+        self.storage.remove(&path).map_err(io_error("remove a segment", &path))
+    }
+
+    pub(crate) fn first_addresses(&self) -> Vec<u64> {
+        self.files.read().keys().copied().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.files.read().len()
+    }
+
+    pub(crate) fn file(&self, first_address: u64) -> Option<Arc<dyn StorageFile>> {
+        self.files.read().get(&first_address).cloned()
+    }
+
+    /// The segment file for `first_address`, created (header written and synced, directory
+    /// entry durable) if it does not exist yet.
+    pub(crate) fn file_or_create(&self, first_address: u64) -> Result<Arc<dyn StorageFile>> {
+        if let Some(file) = self.file(first_address) {
+            return Ok(file);
+        }
+        let path = segment_path(first_address);
+        let file = self.storage.open(&path, true).map_err(io_error("create a segment", &path))?;
+        let header = encode_header(self.segment_size, first_address, self.db_id);
+        file.write_at(&header, 0).map_err(io_error("write a segment header", &path))?;
+        file.sync_data().map_err(io_error("sync a segment header", &path))?;
+        tracing::debug!(path, "created a log segment");
+        self.insert(first_address, Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Reads and verifies the record at `address` from its segment; returns its payload.
+    pub(crate) fn read_payload(&self, address: u64) -> Result<Vec<u8>> {
+        let first = self.first_address_of(address);
+        let path = segment_path(first);
+        let Some(file) = self.file(first) else {
+            return Err(corruption(&path, 0, format!("segment for address {address} is missing")));
+        };
+        let offset = SEGMENT_HEADER_LEN + (address - first);
+        let mut buf = vec![0u8; 512.min((self.segment_size - (address - first)) as usize)];
+        let n = file.read_at(&mut buf, offset).map_err(io_error("read a record", &path))?;
+        buf.truncate(n);
+        let payload_len = match entry_payload_len(&buf, address - first, self.segment_size) {
+            Ok(len) => len,
+            Err(reason) => return Err(corruption(&path, offset, reason)),
+        };
+        let entry_len = ENTRY_HEADER_LEN + payload_len;
+        if buf.len() < entry_len {
+            let have = buf.len();
+            buf.resize(entry_len, 0);
+            read_exact_at(file.as_ref(), &mut buf[have..], offset + have as u64)
+                .map_err(|_| corruption(&path, offset, "record runs past the end of the file"))?;
+        }
+        buf.truncate(entry_len);
+        buf.drain(..ENTRY_HEADER_LEN);
+        record::decode(&buf, true).map_err(|reason| corruption(&path, offset, reason))?;
+        Ok(buf)
+    }
+}
+
+/// The payload length of the ready entry whose header starts `bytes`, at `offset_in_segment`,
+/// after checking the header is one the engine writes.
+pub(crate) fn entry_payload_len(
+    bytes: &[u8],
+    offset_in_segment: u64,
+    segment_size: u64,
+) -> Result<usize, &'static str> {
+    let word = bytes.get(..ENTRY_HEADER_LEN).ok_or("entry header cut short")?;
+    let header =
+        EntryHeader::decode(u64::from_le_bytes(word.try_into().expect("8 bytes"))).ok_or("invalid entry header")?;
+    if header.state != EntryState::Ready {
+        return Err("entry header is not a ready record");
+    }
+    check_entry_fits(&header, offset_in_segment, segment_size)?;
+    if header.len < RECORD_HEADER_LEN || header.size != ENTRY_HEADER_LEN + header.len.div_ceil(8) * 8 {
+        return Err("entry size and record length disagree");
+    }
+    Ok(header.len)
+}
+
+pub(crate) fn check_entry_fits(
+    header: &EntryHeader,
+    offset_in_segment: u64,
+    segment_size: u64,
+) -> Result<(), &'static str> {
+    if offset_in_segment + header.size as u64 > segment_size {
+        return Err("entry runs past the end of its segment");
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `Stats`: plain numbers a caller can log or export.
+
+use std::time::Duration;
+
+use crate::recovery::RepairReport;
+
+/// A snapshot of a database's state and counters (see [`Db::stats`](crate::Db::stats)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live keys (index entries).
+    pub n_keys: u64,
+    /// The log's address range: `[log_begin, log_tail)`.
+    pub log_begin: u64,
+    /// The first address still in memory; below it records are read from segment files.
+    pub log_head: u64,
+    /// Everything below it is durable.
+    pub log_synced_until: u64,
+    /// Everything below it is written to the segment files.
+    pub log_written_until: u64,
+    /// Where the next record goes.
+    pub log_tail: u64,
+    /// Bytes of log, `log_tail - log_begin`.
+    pub log_bytes: u64,
+    /// Segment files.
+    pub n_segments: u64,
+    /// Bytes per segment file.
+    pub segment_size: u64,
+    /// The configured memory budget.
+    pub memory_budget_bytes: u64,
+    /// Memory of the in-memory log (the budget rounded down to a power of two).
+    pub log_memory_bytes: u64,
+    /// Bytes of the in-memory log holding records (`log_tail - log_head`).
+    pub log_memory_used_bytes: u64,
+    /// Size of the memory-mapped index files (counted apart from the budget).
+    pub index_mapped_bytes: u64,
+    /// The largest value accepted.
+    pub max_value_len: u64,
+    /// Whether the database is poisoned by an I/O failure.
+    pub poisoned: bool,
+    /// What happened at open.
+    pub recovery: RecoveryStats,
+    /// Operation counters since open.
+    pub counters: Counters,
+}
+
+/// What the last open did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryStats {
+    /// The database had been closed cleanly: the index was used as is, nothing replayed.
+    pub clean: bool,
+    /// Records replayed to rebuild the index.
+    pub n_records_replayed: u64,
+    /// Log bytes scanned.
+    pub n_bytes_scanned: u64,
+    /// Bytes of a torn tail cut off (unfinished records or batches).
+    pub n_torn_bytes: u64,
+    /// Time the open took.
+    pub duration: Duration,
+    /// What `repair` cut, if it cut anything.
+    pub repair: Option<RepairReport>,
+}
+
+/// Operation counters since open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Single puts.
+    pub n_puts: u64,
+    /// Single deletes.
+    pub n_deletes: u64,
+    /// Batches written.
+    pub n_batches: u64,
+    /// Lookups (`get`, `get_with`).
+    pub n_gets: u64,
+    /// Records read from segment files (not from memory).
+    pub n_disk_reads: u64,
+    /// fsyncs of the log.
+    pub n_syncs: u64,
+    /// Writes that waited for a sync (with group commit, several share one).
+    pub n_durable_writes: u64,
+    /// Records moved out of memory (they stay in the segment files).
+    pub n_evicted: u64,
+}

@@ -1,0 +1,114 @@
+//! `LogWriter`: copies the published part of the in-memory log to the segment files and
+//! syncs them. One at a time (it lives under a mutex); the group commit leader, the
+//! eviction path and close all go through it.
+
+use std::sync::Arc;
+
+use talus_ringbuf::{ENTRY_HEADER_LEN, EntryHeader, EntryState, RawRange, Ring};
+
+use crate::error::{Result, io_error};
+use crate::segment::{SEGMENT_HEADER_LEN, Segments, segment_path};
+use crate::storage::StorageFile;
+
+/// Where the log stands on disk.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    /// Everything below this is in the segment files (maybe not yet synced).
+    pub(crate) written_until: u64,
+    /// Everything below this is durable.
+    pub(crate) synced_until: u64,
+    /// Files written since their last sync.
+    unsynced: Vec<(u64, Arc<dyn StorageFile>)>,
+}
+
+impl LogWriter {
+    pub(crate) fn new(log_end: u64) -> LogWriter {
+        LogWriter { written_until: log_end, synced_until: log_end, unsynced: Vec::new() }
+    }
+
+    /// Writes `[written_until, until)` from the ring to the segment files. `until` must be an
+    /// entry boundary with everything below it published.
+    pub(crate) fn write_until(&mut self, ring: &Ring, segments: &Segments, until: u64) -> Result<()> {
+        let from = self.written_until;
+        if until <= from {
+            return Ok(());
+        }
+        let guard = ring.pin();
+        let raw = guard.raw_range(from, until)?;
+        let segment_size = segments.segment_size;
+        let mut run_start = from;
+        let mut address = from;
+        while address < until {
+            let word = word_at(&raw, (address - from) as usize);
+            let header = EntryHeader::decode(word).expect("raw_range checked every entry header");
+            let next = address + header.size as u64;
+            if header.state == EntryState::Filler {
+                // Only the filler's header goes to disk; the rest of the page stays a hole.
+                self.write_run(&raw, from, run_start, address + ENTRY_HEADER_LEN as u64, segments)?;
+                run_start = next;
+            } else if next.is_multiple_of(segment_size) || next == until {
+                self.write_run(&raw, from, run_start, next, segments)?;
+                run_start = next;
+            }
+            address = next;
+        }
+        assert_eq!(address, until, "entries end exactly at the range's end");
+        self.written_until = until;
+        Ok(())
+    }
+
+    fn write_run(
+        &mut self,
+        raw: &RawRange<'_>,
+        raw_start: u64,
+        start: u64,
+        end: u64,
+        segments: &Segments,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let first_address = segments.first_address_of(start);
+        assert!(end - first_address <= segments.segment_size, "a run never crosses a segment");
+        let file = segments.file_or_create(first_address)?;
+        let path = segment_path(first_address);
+        let file_offset = SEGMENT_HEADER_LEN + (start - first_address);
+        let (lo, hi) = ((start - raw_start) as usize, (end - raw_start) as usize);
+        let first_len = raw.first.len();
+        if lo < first_len {
+            let part = &raw.first[lo..hi.min(first_len)];
+            file.write_at(part, file_offset).map_err(io_error("write the log", &path))?;
+        }
+        if hi > first_len {
+            let part = &raw.second[lo.max(first_len) - first_len..hi - first_len];
+            let offset = file_offset + (lo.max(first_len) - lo) as u64;
+            file.write_at(part, offset).map_err(io_error("write the log", &path))?;
+        }
+        if !self.unsynced.iter().any(|(address, _)| *address == first_address) {
+            self.unsynced.push((first_address, file));
+        }
+        Ok(())
+    }
+
+    /// Syncs every file written since its last sync; everything written is then durable.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        for (first_address, file) in &self.unsynced {
+            file.sync_data().map_err(io_error("sync the log", &segment_path(*first_address)))?;
+        }
+        self.unsynced.clear();
+        self.synced_until = self.written_until;
+        Ok(())
+    }
+}
+
+/// The little-endian word at `offset` of a range that may wrap (headers never straddle the
+/// wrap: both the region and entries are 8-byte aligned).
+fn word_at(raw: &RawRange<'_>, offset: usize) -> u64 {
+    let bytes = if offset < raw.first.len() {
+        &raw.first[offset..offset + 8]
+    } else {
+        let offset = offset - raw.first.len();
+        &raw.second[offset..offset + 8]
+    };
+    u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+}

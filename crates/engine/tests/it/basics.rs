@@ -1,0 +1,111 @@
+//! Point operations, batches, limits, clean reopen and crash reopen on small databases.
+
+use talus_engine::{Db, Error, Options, SyncMode, WriteBatch};
+
+fn small() -> Options {
+    Options::new().memory_budget(1 << 20).segment_size(1 << 20).sync_mode(SyncMode::Never)
+}
+
+#[test]
+fn put_get_delete_and_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().open(dir.path()).expect("open");
+    assert_eq!(db.get(b"missing").expect("get"), None);
+    db.put(b"", b"empty key").expect("put");
+    db.put(b"k1", b"").expect("put");
+    db.put(b"k2", b"v2").expect("put");
+    db.put(b"k2", b"v2b").expect("overwrite");
+    assert_eq!(db.get(b"").expect("get").as_deref(), Some(&b"empty key"[..]));
+    assert_eq!(db.get(b"k1").expect("get").as_deref(), Some(&b""[..]));
+    assert_eq!(db.get(b"k2").expect("get").as_deref(), Some(&b"v2b"[..]));
+    db.delete(b"k1").expect("delete");
+    db.delete(b"never").expect("delete of a missing key");
+    assert_eq!(db.get(b"k1").expect("get"), None);
+    let mut batch = WriteBatch::new();
+    batch.put(b"b1", b"1").put(b"b2", b"2").delete(b"k2").put(b"b1", b"1b");
+    db.write(batch).expect("batch");
+    assert_eq!(db.get(b"b1").expect("get").as_deref(), Some(&b"1b"[..]));
+    assert_eq!(db.get(b"k2").expect("get"), None);
+    let mut pairs: Vec<_> = db.iter().map(|pair| pair.expect("pair")).collect();
+    pairs.sort();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> =
+        vec![(b"".to_vec(), b"empty key".to_vec()), (b"b1".to_vec(), b"1b".to_vec()), (b"b2".to_vec(), b"2".to_vec())];
+    assert_eq!(pairs, expected);
+    assert_eq!(db.stats().n_keys, 3);
+}
+
+#[test]
+fn limits_are_typed_errors_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().open(dir.path()).expect("open");
+    let max_value = db.stats().max_value_len as usize;
+    let tail = db.stats().log_tail;
+    assert!(matches!(db.put(vec![0u8; 65_536], b"v"), Err(Error::KeyTooLarge { len: 65_536, .. })));
+    assert!(matches!(db.put(b"k", vec![0u8; max_value + 1]), Err(Error::ValueTooLarge { .. })));
+    let mut batch = WriteBatch::new();
+    batch.put(b"ok", b"v").put(b"k", vec![0u8; max_value + 1]);
+    assert!(matches!(db.write(batch), Err(Error::ValueTooLarge { .. })));
+    assert_eq!(db.stats().log_tail, tail, "nothing was written");
+    assert_eq!(db.get(b"ok").expect("get"), None);
+    db.put(vec![7u8; 65_535], vec![9u8; max_value]).expect("the largest key and value fit");
+    assert_eq!(db.get(vec![7u8; 65_535]).expect("get").map(|value| value.len()), Some(max_value));
+}
+
+#[test]
+fn default_options_take_16_mib_values() {
+    assert!(Options::new().max_value_len() >= 16 << 20);
+}
+
+#[test]
+fn clean_reopen_replays_nothing_and_crash_reopen_rebuilds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().open(dir.path()).expect("open");
+    for idx in 0..20_000u32 {
+        db.put(idx.to_le_bytes(), format!("value {idx}")).expect("put");
+    }
+    for idx in (0..20_000u32).step_by(3) {
+        db.delete(idx.to_le_bytes()).expect("delete");
+    }
+    db.close().expect("close");
+    let db = small().open(dir.path()).expect("reopen");
+    assert!(db.stats().recovery.clean);
+    assert_eq!(db.stats().recovery.n_records_replayed, 0);
+    let check = |db: &Db| {
+        for idx in 0..20_000u32 {
+            let expected = (idx % 3 != 0).then(|| format!("value {idx}").into_bytes());
+            assert_eq!(db.get(idx.to_le_bytes()).expect("get"), expected, "key {idx}");
+        }
+    };
+    check(&db);
+    db.put(b"after", b"reopen").expect("put");
+    db.sync().expect("sync");
+    db.simulate_crash();
+    let db = small().open(dir.path()).expect("reopen after a crash");
+    let stats = db.stats();
+    assert!(!stats.recovery.clean);
+    assert!(stats.recovery.n_records_replayed > 20_000, "{stats:?}");
+    check(&db);
+    assert_eq!(db.get(b"after").expect("get").as_deref(), Some(&b"reopen"[..]));
+    assert_eq!(db.stats().n_keys, 20_000 - 6667 + 1);
+}
+
+#[test]
+fn second_open_is_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().open(dir.path()).expect("open");
+    assert!(matches!(small().open(dir.path()), Err(Error::Locked { .. })));
+    drop(db);
+    small().open(dir.path()).expect("open after the holder closed");
+}
+
+#[test]
+fn durable_writes_with_sync_always() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().sync_mode(SyncMode::Always).open(dir.path()).expect("open");
+    for idx in 0..100u32 {
+        db.put(idx.to_le_bytes(), b"durable").expect("put");
+    }
+    let stats = db.stats();
+    assert_eq!(stats.log_synced_until, stats.log_tail);
+    assert!(stats.counters.n_syncs >= 1);
+}
