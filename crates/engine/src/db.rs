@@ -434,9 +434,12 @@ impl Db {
         self.inner.check_sizes(key, None)?;
         bump(&self.inner.counters.n_gets);
         let hash = self.inner.hash(key);
+        // Stripe first, then the pin: a writer holding this stripe may be waiting for pinned
+        // memory to be released, so nobody may wait for a stripe while pinning.
+        let stripe = self.inner.stripe(hash).read();
         let guard = self.inner.ring.pin();
         let located = {
-            let _stripe = self.inner.stripe(hash).read();
+            let _stripe = stripe;
             let mut found = None;
             for address in self.inner.candidates(hash) {
                 let located = self.inner.locate(&guard, address)?;
