@@ -52,3 +52,8 @@ pub use options::{
 pub use record::MAX_KEY_LEN;
 pub use recovery::RepairReport;
 pub use stats::{Counters, RecoveryStats, Stats};
+
+/// The README's examples, compiled and run as doc tests here, the top of the stack.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

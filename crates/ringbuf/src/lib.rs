@@ -55,9 +55,3 @@ pub use ring::{Allocation, EvictAction, EvictEntry, EvictReport, EvictStop, Guar
 
 #[cfg(all(test, loom))]
 mod loom_tests;
-
-/// Compiles README.md's Rust examples as doc tests, so the README stays true (this is the
-/// highest crate its examples need).
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
