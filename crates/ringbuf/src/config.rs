@@ -81,7 +81,10 @@ impl RingConfig {
             return invalid(format!("page size {} exceeds the capacity {capacity}", self.page_size));
         }
         if !self.start_address.is_multiple_of(ENTRY_ALIGN as u64) || self.start_address > u64::MAX / 2 {
-            return invalid(format!("start address {} must be a multiple of {ENTRY_ALIGN} below 2^63", self.start_address));
+            return invalid(format!(
+                "start address {} must be a multiple of {ENTRY_ALIGN} below 2^63",
+                self.start_address
+            ));
         }
         if !(0.0..=1.0).contains(&self.mutable_fraction) {
             return invalid(format!("mutable fraction {} must be from 0.0 to 1.0", self.mutable_fraction));
