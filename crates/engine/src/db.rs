@@ -31,6 +31,8 @@ use crate::writer::LogWriter;
 pub const MAX_KEYS_PER_HASH: usize = 32;
 /// The index's probe window; twice the per-hash limit so growth always makes room.
 const INDEX_MAX_SEARCH: usize = 2 * MAX_KEYS_PER_HASH;
+/// 16 index buckets (files): each grows on its own; few files keep creating an index cheap.
+const INDEX_BUCKET_BITS: u32 = 4;
 /// Lock stripes: writers of a key hold its stripe exclusively, readers shared.
 const N_STRIPES: usize = 1024;
 const LOCK_PATH: &str = "LOCK";
@@ -173,8 +175,8 @@ impl Db {
         open_segments(&storage, &segments, &segment_names, &manifest)?;
 
         let index_config = BucketMapConfig::new(&index_dir)
-            .bucket_bits(8)
-            .initial_cells_log2(10)
+            .bucket_bits(INDEX_BUCKET_BITS)
+            .initial_cells_log2(12)
             .max_search(INDEX_MAX_SEARCH)
             .verify_on_open(options.verify_index_on_open);
         let hash_mask = if manifest.hash_bits >= 64 { u64::MAX } else { (1u64 << manifest.hash_bits) - 1 };
@@ -281,9 +283,9 @@ impl Db {
         let hash = self.inner.hash(key);
         let end = {
             let _stripe = self.inner.stripe(hash).write();
-            let existing = self.inner.find(hash, key)?;
+            let (existing, n_sharing) = self.inner.find_counting(hash, key)?;
             if existing.is_none() {
-                self.inner.check_room_for_new_keys(hash, 1)?;
+                self.inner.check_room_for_new_keys(n_sharing, 1)?;
             }
             let mut next_seq = self.inner.append.lock();
             let (address, end) = self.inner.append_record(&mut next_seq, RecordKind::Put, 0, key, value)?;
@@ -350,20 +352,22 @@ impl Db {
 
         // Keys new to the index, counted per hash, must stay within the collision limit.
         let mut existing: Vec<Option<u64>> = Vec::with_capacity(batch.ops.len());
+        let mut n_sharing: Vec<usize> = Vec::with_capacity(batch.ops.len());
         for (op, &hash) in batch.ops.iter().zip(&hashes) {
-            existing.push(inner.find(hash, op.key())?);
+            let (found, n) = inner.find_counting(hash, op.key())?;
+            existing.push(found);
+            n_sharing.push(n);
         }
-        let mut new_per_hash: Vec<u64> = batch
-            .ops
-            .iter()
-            .zip(&hashes)
-            .zip(&existing)
-            .filter(|((op, _), found)| matches!(op, BatchOp::Put { .. }) && found.is_none())
-            .map(|((_, &hash), _)| hash)
+        // Distinct new keys per hash (a delete later in the batch earns no credit: a
+        // conservative bound).
+        let mut new_keys: Vec<(u64, &[u8], usize)> = (0..batch.ops.len())
+            .filter(|&idx| matches!(batch.ops[idx], BatchOp::Put { .. }) && existing[idx].is_none())
+            .map(|idx| (hashes[idx], batch.ops[idx].key(), n_sharing[idx]))
             .collect();
-        new_per_hash.sort_unstable();
-        for group in new_per_hash.chunk_by(|a, b| a == b) {
-            inner.check_room_for_new_keys(group[0], group.len())?;
+        new_keys.sort_unstable();
+        new_keys.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        for group in new_keys.chunk_by(|a, b| a.0 == b.0) {
+            inner.check_room_for_new_keys(group[0].2, group.len())?;
         }
 
         let mut addresses = Vec::with_capacity(batch.ops.len());
@@ -441,7 +445,7 @@ impl Db {
         let located = {
             let _stripe = stripe;
             let mut found = None;
-            for address in self.inner.candidates(hash) {
+            for &address in self.inner.candidates(hash).as_slice() {
                 let located = self.inner.locate(&guard, address)?;
                 let record = parse_located(&located, address, &self.inner.segments)?;
                 if record.key == key {
@@ -581,6 +585,43 @@ fn parse_located<'a>(located: &'a Located<'_>, address: u64, segments: &Segments
 fn stripe_of(hash: u64) -> usize {
     // The index uses the hash's high bits for buckets; stripes use a mix of all of them.
     (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % N_STRIPES
+}
+
+/// A hash's index entries: inline up to four, on the heap beyond.
+#[derive(Default)]
+struct Candidates {
+    inline: [u64; 4],
+    n_inline: usize,
+    spilled: Vec<u64>,
+}
+
+impl Candidates {
+    fn push(&mut self, address: u64) {
+        if self.n_inline < self.inline.len() && self.spilled.is_empty() {
+            self.inline[self.n_inline] = address;
+            self.n_inline += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.n_inline]);
+            }
+            self.spilled.push(address);
+        }
+    }
+
+    fn as_slice(&self) -> &[u64] {
+        match self.spilled.is_empty() {
+            true => &self.inline[..self.n_inline],
+            false => &self.spilled,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The key hash: xxh3 with the database's seed, masked only in tests.
@@ -753,29 +794,37 @@ impl Inner {
         }
     }
 
-    /// The index entries for `hash` (usually zero or one).
-    fn candidates(&self, hash: u64) -> Vec<u64> {
-        self.index.values(&hash)
+    /// The index entries for `hash` (usually zero or one), without a heap allocation in
+    /// the common case.
+    fn candidates(&self, hash: u64) -> Candidates {
+        let mut candidates = Candidates::default();
+        self.index.for_each_value(&hash, |address| candidates.push(address));
+        candidates
     }
 
     /// The address of `key`'s current record, if it has one.
     fn find(&self, hash: u64, key: &[u8]) -> Result<Option<u64>> {
-        let candidates = self.candidates(hash);
-        if candidates.is_empty() {
-            return Ok(None);
-        }
-        let guard = self.ring.pin();
-        for address in candidates {
-            let located = self.locate(&guard, address)?;
-            if parse_located(&located, address, &self.segments)?.key == key {
-                return Ok(Some(address));
-            }
-        }
-        Ok(None)
+        self.find_counting(hash, key).map(|(found, _)| found)
     }
 
-    fn check_room_for_new_keys(&self, hash: u64, n_new: usize) -> Result<()> {
-        if self.candidates(hash).len() + n_new > MAX_KEYS_PER_HASH {
+    /// As [`find`](Self::find), also returning how many keys share `hash`.
+    fn find_counting(&self, hash: u64, key: &[u8]) -> Result<(Option<u64>, usize)> {
+        let candidates = self.candidates(hash);
+        if candidates.is_empty() {
+            return Ok((None, 0));
+        }
+        let guard = self.ring.pin();
+        for &address in candidates.as_slice() {
+            let located = self.locate(&guard, address)?;
+            if parse_located(&located, address, &self.segments)?.key == key {
+                return Ok((Some(address), candidates.len()));
+            }
+        }
+        Ok((None, candidates.len()))
+    }
+
+    fn check_room_for_new_keys(&self, n_sharing: usize, n_new: usize) -> Result<()> {
+        if n_sharing + n_new > MAX_KEYS_PER_HASH {
             return Err(Error::HashCollisionLimit { max: MAX_KEYS_PER_HASH });
         }
         Ok(())
