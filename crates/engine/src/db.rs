@@ -506,8 +506,10 @@ impl Db {
         self.inner.close()
     }
 
-    /// For crash tests: stops as if the process died here: nothing more is written (the
-    /// index is not flushed, the MANIFEST stays unclean), the lock is released.
+    /// For crash tests: stops as if the process died here: the log is not synced or
+    /// written further and the MANIFEST stays unclean, so the next open rebuilds the index
+    /// from the log (the index's own files may still be flushed as they are dropped; the
+    /// rebuild ignores them). The lock is released.
     #[doc(hidden)]
     pub fn simulate_crash(mut self) {
         self.stop_sync_thread();
