@@ -19,7 +19,7 @@ use crate::error::{Error, Result, corruption, io_error};
 use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
 use crate::options::{Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
-use crate::recovery::scan_log;
+use crate::recovery::{scan_log, truncate_at};
 use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
 use crate::stats::{Counters, RecoveryStats, Stats};
 use crate::storage::{Storage, StorageLock};
@@ -36,6 +36,11 @@ const INDEX_BUCKET_BITS: u32 = 4;
 /// Lock stripes: writers of a key hold its stripe exclusively, readers shared.
 const N_STRIPES: usize = 1024;
 const LOCK_PATH: &str = "LOCK";
+/// How long open keeps trying a lock held elsewhere before it reports `Locked`.
+const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
+/// How long a commit leader waits for writers that are appending to join its fsync (only
+/// when there are such writers): a fraction of an fsync, for a bigger group.
+const GATHER_MAX: Duration = Duration::from_micros(25);
 
 /// An open database. `Send + Sync`: share it between threads by reference or in an `Arc`.
 /// Dropping it closes it (see [`close`](Self::close) to see errors).
@@ -78,6 +83,10 @@ struct Inner {
     synced_until: AtomicU64,
     commit: Mutex<bool>,
     commit_done: Condvar,
+    /// Durable writers between their start and their return, and those of them waiting
+    /// for a commit: a leader gives the difference a moment to join its fsync.
+    writers_in_flight: AtomicU64,
+    writers_waiting: AtomicU64,
     poisoned: AtomicBool,
     stripes: Box<[Stripe]>,
     manifest: Mutex<Manifest>,
@@ -94,10 +103,39 @@ struct AtomicCounters {
     n_puts: AtomicU64,
     n_deletes: AtomicU64,
     n_batches: AtomicU64,
-    n_gets: AtomicU64,
-    n_disk_reads: AtomicU64,
+    n_gets: ShardedCounter,
+    n_disk_reads: ShardedCounter,
+    n_evicted: AtomicU64,
     n_syncs: AtomicU64,
     n_durable_writes: AtomicU64,
+}
+
+/// A counter bumped on the read path by many threads: one cache line per shard, so
+/// readers on different cores do not bounce one line between them.
+#[derive(Default)]
+struct ShardedCounter {
+    shards: [PaddedU64; 8],
+}
+
+#[repr(align(64))]
+#[derive(Default)]
+struct PaddedU64(AtomicU64);
+
+impl ShardedCounter {
+    fn bump(&self) {
+        thread_local! {
+            static SHARD: usize = {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) as usize % 8
+            };
+        }
+        let shard = SHARD.with(|shard| *shard);
+        self.shards[shard].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> u64 {
+        self.shards.iter().map(|shard| shard.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -137,10 +175,12 @@ impl Db {
     ) -> Result<Db> {
         let started = Instant::now();
         let _span = tracing::info_span!("open", path = %path.display()).entered();
-        let lock = storage.lock(LOCK_PATH).map_err(|error| match error.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked { path: path.clone() },
-            _ => Error::Io { op: "lock the database", file: LOCK_PATH.to_owned(), source: error },
-        })?;
+        let lock =
+            retry_while_locked(|| storage.lock(LOCK_PATH), |error| error.kind() == std::io::ErrorKind::WouldBlock)
+                .map_err(|error| match error.kind() {
+                    std::io::ErrorKind::WouldBlock => Error::Locked { path: path.clone() },
+                    _ => Error::Io { op: "lock the database", file: LOCK_PATH.to_owned(), source: error },
+                })?;
         storage.create_dir(LOG_DIR).map_err(io_error("create the log directory", LOG_DIR))?;
         let segment_names = storage.list(LOG_DIR).map_err(io_error("list the log directory", LOG_DIR))?;
         let mut manifest = match storage.read(MANIFEST_PATH) {
@@ -162,6 +202,7 @@ impl Db {
                     log_end: 0,
                     next_seq: 1,
                     clean: false,
+                    cut_at_log_end: false,
                     hash_bits: options.hash_bits,
                     created_unix_ns: now_unix_ns(),
                 }
@@ -183,8 +224,9 @@ impl Db {
         let hasher = KeyHash { seed: manifest.hash_seed, mask: hash_mask };
         let mut recovery = RecoveryStats::default();
         let clean_index = match manifest.clean {
-            true => match BucketMap::open(index_config.clone()) {
+            true => match retry_while_locked(|| BucketMap::open(index_config.clone()), is_locked) {
                 Ok(index) => Some(index),
+                Err(error) if is_locked(&error) => return Err(Error::Locked { path: index_dir.clone() }),
                 Err(error) => {
                     tracing::warn!(%error, "the index of a cleanly closed database did not open; rebuilding it");
                     None
@@ -201,6 +243,12 @@ impl Db {
             None => {
                 let _span = tracing::info_span!("rebuild the index").entered();
                 remove_index_dir(&index_dir)?;
+                if manifest.cut_at_log_end {
+                    // A failed sync poisoned the last run: bytes after the durable end may
+                    // be in the page cache only, so they are cut, not replayed.
+                    tracing::warn!(log_end = manifest.log_end, "cutting the log at its last durable end");
+                    truncate_at(&segments, manifest.log_end, &segments.first_addresses())?;
+                }
                 let index = BucketMap::create(index_config)?;
                 let outcome = scan_log(&segments, manifest.log_begin, options.repair, |address, record| {
                     replay(&index, &segments, &hasher, address, record)
@@ -221,6 +269,7 @@ impl Db {
         };
         // From here until a clean close, the index and the log may disagree on disk.
         manifest.clean = false;
+        manifest.cut_at_log_end = false;
         manifest.log_end = log_end;
         manifest.next_seq = next_seq;
         storage
@@ -252,6 +301,8 @@ impl Db {
             synced_until: AtomicU64::new(log_end),
             commit: Mutex::new(false),
             commit_done: Condvar::new(),
+            writers_in_flight: AtomicU64::new(0),
+            writers_waiting: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             stripes: (0..N_STRIPES).map(|_| Stripe::default()).collect(),
             manifest: Mutex::new(manifest),
@@ -280,6 +331,7 @@ impl Db {
         let (key, value) = (key.as_ref(), value.as_ref());
         self.inner.check_sizes(key, Some(value))?;
         self.inner.check_writable()?;
+        let _in_flight = self.inner.writer_in_flight();
         let hash = self.inner.hash(key);
         let end = {
             let _stripe = self.inner.stripe(hash).write();
@@ -308,6 +360,7 @@ impl Db {
         let key = key.as_ref();
         self.inner.check_sizes(key, None)?;
         self.inner.check_writable()?;
+        let _in_flight = self.inner.writer_in_flight();
         let hash = self.inner.hash(key);
         let end = {
             let _stripe = self.inner.stripe(hash).write();
@@ -342,6 +395,7 @@ impl Db {
             }
         }
         inner.check_writable()?;
+        let _in_flight = inner.writer_in_flight();
         let hashes: Vec<u64> = batch.ops.iter().map(|op| inner.hash(op.key())).collect();
         let mut stripe_ids: Vec<usize> = hashes.iter().map(|&hash| stripe_of(hash)).collect();
         stripe_ids.sort_unstable();
@@ -436,7 +490,7 @@ impl Db {
     pub fn get_with<R>(&self, key: impl AsRef<[u8]>, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let key = key.as_ref();
         self.inner.check_sizes(key, None)?;
-        bump(&self.inner.counters.n_gets);
+        self.inner.counters.n_gets.bump();
         let hash = self.inner.hash(key);
         // Stripe first, then the pin: a writer holding this stripe may be waiting for pinned
         // memory to be released, so nobody may wait for a stripe while pinning.
@@ -589,6 +643,17 @@ fn stripe_of(hash: u64) -> usize {
     (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % N_STRIPES
 }
 
+/// Decrements the in-flight writer count when a durable write returns.
+struct InFlight<'a> {
+    counter: &'a AtomicU64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A hash's index entries: inline up to four, on the heap beyond.
 #[derive(Default)]
 struct Candidates {
@@ -734,6 +799,25 @@ fn check_clean_log_end(segments: &Segments, log_end: u64) -> Result<()> {
     Ok(())
 }
 
+/// Retries `attempt` for a short while as long as it fails with a lock held elsewhere.
+/// `flock` locks belong to open file descriptions, which a process forked by another thread
+/// of this one shares until it execs: a lock released by `close` can stay held for a moment.
+fn retry_while_locked<T, E>(mut attempt: impl FnMut() -> Result<T, E>, locked: impl Fn(&E) -> bool) -> Result<T, E> {
+    let deadline = Instant::now() + LOCK_RETRY_FOR;
+    loop {
+        match attempt() {
+            Err(error) if locked(&error) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_locked(error: &talus_bucketmap::Error) -> bool {
+    matches!(error, talus_bucketmap::Error::Pool(talus_datapool::Error::Locked { .. }))
+}
+
 fn remove_index_dir(index_dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(index_dir) {
         Ok(()) => Ok(()),
@@ -790,9 +874,20 @@ impl Inner {
         }
     }
 
+    /// Refuses writes from now on, and records in the MANIFEST where the durable log ends:
+    /// the files may show bytes after it that the disk never got (a failed fsync leaves
+    /// them in the page cache, marked clean), so the next open cuts them.
     fn poison(&self, why: &str) {
-        if !self.poisoned.swap(true, Ordering::AcqRel) {
-            tracing::error!(why, "the database is poisoned: writes are refused until it is reopened");
+        if self.poisoned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::error!(why, "the database is poisoned: writes are refused until it is reopened");
+        let mut manifest = self.manifest.lock();
+        manifest.clean = false;
+        manifest.cut_at_log_end = true;
+        manifest.log_end = self.synced_until.load(Ordering::Acquire);
+        if let Err(error) = self.storage.write_atomic(MANIFEST_PATH, &manifest.encode()) {
+            tracing::error!(%error, "recording the durable end of the log failed");
         }
     }
 
@@ -842,7 +937,7 @@ impl Inner {
                 Err(error) => return Err(error.into()),
             }
         }
-        bump(&self.counters.n_disk_reads);
+        self.counters.n_disk_reads.bump();
         Ok(Located::Disk(self.segments.read_payload(address)?))
     }
 
@@ -898,7 +993,9 @@ impl Inner {
         let written_until = {
             let mut writer = self.writer.lock();
             let until = self.published_until.load(Ordering::Acquire);
-            if let Err(error) = writer.write_until(&self.ring, &self.segments, until) {
+            let result = writer.write_until(&self.ring, &self.segments, until);
+            self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
+            if let Err(error) = result {
                 self.poison("writing the log to make room failed");
                 return Err(error);
             }
@@ -907,6 +1004,7 @@ impl Inner {
         let ring: &Ring = &self.ring;
         let until = written_until.min(ring.head() + ring.capacity() / 4);
         let report = ring.evict_until(until, |_| EvictAction::Evicted);
+        self.counters.n_evicted.fetch_add(report.n_evicted, Ordering::Relaxed);
         if report.n_evicted + report.n_skipped == 0 {
             // Readers still pin the oldest memory: let them finish.
             std::thread::yield_now();
@@ -930,6 +1028,35 @@ impl Inner {
         if self.synced_until.load(Ordering::Acquire) >= until {
             return Ok(());
         }
+        self.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        let result = self.wait_durable_slow(until);
+        self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Counts a durable writer in flight until the guard drops.
+    fn writer_in_flight(&self) -> Option<InFlight<'_>> {
+        (self.sync_mode == SyncMode::Always).then(|| {
+            self.writers_in_flight.fetch_add(1, Ordering::SeqCst);
+            InFlight { counter: &self.writers_in_flight }
+        })
+    }
+
+    /// Before a leader takes its snapshot of the log: if other durable writers are still
+    /// appending (in flight, not yet waiting), give them up to [`GATHER_MAX`] to publish,
+    /// so that one fsync covers them too. A lone writer never waits.
+    fn gather_writers(&self) {
+        let mut deadline = None;
+        while self.writers_in_flight.load(Ordering::SeqCst) > self.writers_waiting.load(Ordering::SeqCst) {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + GATHER_MAX);
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn wait_durable_slow(&self, until: u64) -> Result<()> {
         let mut leader_active = self.commit.lock();
         loop {
             if self.synced_until.load(Ordering::Acquire) >= until {
@@ -942,6 +1069,7 @@ impl Inner {
             }
             *leader_active = true;
             drop(leader_active);
+            self.gather_writers();
             let result = self.write_and_sync();
             leader_active = self.commit.lock();
             *leader_active = false;
@@ -954,10 +1082,10 @@ impl Inner {
         let mut writer = self.writer.lock();
         let until = self.published_until.load(Ordering::Acquire);
         let result = writer.write_until(&self.ring, &self.segments, until).and_then(|()| writer.sync());
+        self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
         match result {
             Ok(()) => {
                 bump(&self.counters.n_syncs);
-                self.synced_until.store(writer.synced_until, Ordering::Release);
                 Ok(())
             }
             Err(error) => {
@@ -1005,7 +1133,6 @@ impl Inner {
             .filter_map(|path| std::fs::metadata(path).ok())
             .map(|metadata| metadata.len())
             .sum();
-        let metrics = ring.metrics();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
             n_keys: self.index.len(),
@@ -1028,11 +1155,11 @@ impl Inner {
                 n_puts: load(&self.counters.n_puts),
                 n_deletes: load(&self.counters.n_deletes),
                 n_batches: load(&self.counters.n_batches),
-                n_gets: load(&self.counters.n_gets),
-                n_disk_reads: load(&self.counters.n_disk_reads),
+                n_gets: self.counters.n_gets.load(),
+                n_disk_reads: self.counters.n_disk_reads.load(),
                 n_syncs: load(&self.counters.n_syncs),
                 n_durable_writes: load(&self.counters.n_durable_writes),
-                n_evicted: metrics.n_evicted_total,
+                n_evicted: load(&self.counters.n_evicted),
             },
         }
     }

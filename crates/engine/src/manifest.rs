@@ -12,7 +12,9 @@
 //!     40    8 log begin: the first logical address the log still holds
 //!     48    8 log end: where the log ends (meaningful when clean)
 //!     56    8 next sequence number (meaningful when clean)
-//!     64    4 flags: bit 0 clean (index flushed, log complete up to log end)
+//!     64    4 flags: bit 0 clean (index flushed, log complete up to log end);
+//!               bit 1 cut (a failed sync poisoned the database: log end is the durable
+//!               end, and bytes after it are cut at the next open)
 //!     68    4 hash bits kept (64 except in tests)
 //!     72    8 creation time, nanoseconds since the Unix epoch
 //!     80    4 crc32c of bytes 0..80
@@ -27,6 +29,7 @@ const VERSION: u32 = 1;
 pub(crate) const MANIFEST_LEN: usize = 88;
 const CRC_OFFSET: usize = 80;
 const FLAG_CLEAN: u32 = 1;
+const FLAG_CUT: u32 = 2;
 
 const _: () = assert!(CRC_OFFSET + 8 == MANIFEST_LEN);
 
@@ -40,6 +43,10 @@ pub(crate) struct Manifest {
     pub(crate) log_end: u64,
     pub(crate) next_seq: u64,
     pub(crate) clean: bool,
+    /// Set when a failed sync poisoned the database: `log_end` is the durable end, and
+    /// whatever the files show after it (the page cache may still hold bytes the disk never
+    /// got) is cut at the next open.
+    pub(crate) cut_at_log_end: bool,
     pub(crate) hash_bits: u32,
     pub(crate) created_unix_ns: u64,
 }
@@ -56,7 +63,8 @@ impl Manifest {
         out[40..48].copy_from_slice(&self.log_begin.to_le_bytes());
         out[48..56].copy_from_slice(&self.log_end.to_le_bytes());
         out[56..64].copy_from_slice(&self.next_seq.to_le_bytes());
-        out[64..68].copy_from_slice(&(if self.clean { FLAG_CLEAN } else { 0 }).to_le_bytes());
+        let flags = if self.clean { FLAG_CLEAN } else { 0 } | if self.cut_at_log_end { FLAG_CUT } else { 0 };
+        out[64..68].copy_from_slice(&flags.to_le_bytes());
         out[68..72].copy_from_slice(&self.hash_bits.to_le_bytes());
         out[72..80].copy_from_slice(&self.created_unix_ns.to_le_bytes());
         let crc = crc32c::crc32c(&out[..CRC_OFFSET]);
@@ -80,7 +88,7 @@ impl Manifest {
         if u32_at(CRC_OFFSET) != crc32c::crc32c(&bytes[..CRC_OFFSET]) {
             return Err("checksum mismatch".to_owned());
         }
-        if u32_at(12) as usize != MANIFEST_LEN || u32_at(64) & !FLAG_CLEAN != 0 || u32_at(84) != 0 {
+        if u32_at(12) as usize != MANIFEST_LEN || u32_at(64) & !(FLAG_CLEAN | FLAG_CUT) != 0 || u32_at(84) != 0 {
             return Err("unknown length or flags".to_owned());
         }
         let manifest = Manifest {
@@ -91,6 +99,7 @@ impl Manifest {
             log_end: u64_at(48),
             next_seq: u64_at(56),
             clean: u32_at(64) & FLAG_CLEAN != 0,
+            cut_at_log_end: u32_at(64) & FLAG_CUT != 0,
             hash_bits: u32_at(68),
             created_unix_ns: u64_at(72),
         };

@@ -291,7 +291,7 @@ fn finish_cut(
 }
 
 /// Makes the log end at `address`: truncates its segment, removes later ones.
-fn truncate_at(segments: &Segments, address: u64, firsts: &[u64]) -> Result<()> {
+pub(crate) fn truncate_at(segments: &Segments, address: u64, firsts: &[u64]) -> Result<()> {
     let first = segments.first_address_of(address);
     for &later in firsts.iter().filter(|&&later| later > first) {
         segments.remove(later)?;

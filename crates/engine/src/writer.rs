@@ -70,6 +70,20 @@ impl LogWriter {
         }
         let first_address = segments.first_address_of(start);
         assert!(end - first_address <= segments.segment_size, "a run never crosses a segment");
+        // A later segment never holds bytes past a hole in an earlier one: before the first
+        // write into a segment, the earlier segments' writes are made durable. (After a
+        // power loss, then, only the last segment written can have a torn tail.)
+        if self.unsynced.iter().any(|(address, _)| *address < first_address) {
+            for (address, file) in &self.unsynced {
+                if *address < first_address {
+                    file.sync_data().map_err(io_error("sync the log", &segment_path(*address)))?;
+                }
+            }
+            self.unsynced.retain(|(address, _)| *address >= first_address);
+            // Runs are written in address order, so everything below this segment is now
+            // written, and synced.
+            self.synced_until = self.synced_until.max(first_address);
+        }
         let file = segments.file_or_create(first_address)?;
         let path = segment_path(first_address);
         let file_offset = SEGMENT_HEADER_LEN + (start - first_address);

@@ -9,6 +9,7 @@ fn sample() -> Manifest {
         log_end: 3 << 26,
         next_seq: 77,
         clean: true,
+        cut_at_log_end: false,
         hash_bits: 64,
         created_unix_ns: 5,
     }
