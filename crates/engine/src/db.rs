@@ -60,6 +60,12 @@ pub struct Db {
     sync_thread: Option<JoinHandle<()>>,
 }
 
+// The contract: a `Db` is shared between threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+};
+
 #[repr(align(64))]
 #[derive(Default)]
 struct Stripe(RwLock<()>);
