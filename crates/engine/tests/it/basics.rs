@@ -109,3 +109,23 @@ fn durable_writes_with_sync_always() {
     assert_eq!(stats.log_synced_until, stats.log_tail);
     assert!(stats.counters.n_syncs >= 1);
 }
+
+#[test]
+fn periodic_sync_makes_writes_durable_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = std::time::Duration::from_millis(5);
+    let db = small().sync_mode(SyncMode::Periodic(interval)).open(dir.path()).expect("open");
+    db.put(b"k", b"v").expect("put");
+    let tail = db.stats().log_tail;
+    // The background thread syncs within a few intervals; poll generously.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.stats().log_synced_until < tail {
+        assert!(std::time::Instant::now() < deadline, "the periodic sync never ran");
+        std::thread::sleep(interval);
+    }
+    assert!(db.stats().counters.n_syncs >= 1);
+    db.close().expect("close joins the sync thread");
+    let db = small().open(dir.path()).expect("reopen");
+    assert!(db.stats().recovery.clean);
+    assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+}
