@@ -167,6 +167,13 @@ pub(crate) fn scan_log(
         expected_first = first + segment_size;
         let is_last = idx + 1 == firsts.len();
         let file = segments.file(first).expect("listed segments are open");
+        tracing::info!(
+            segment = idx + 1,
+            n_segments = firsts.len(),
+            n_records = outcome.n_records,
+            path,
+            "recovery: scanning the log"
+        );
         let mut reader = SegmentReader::new(file, path.clone())?;
         let mut at = 0u64;
         loop {
