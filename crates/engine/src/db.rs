@@ -19,7 +19,7 @@ use crate::error::{Error, Result, corruption, io_error};
 use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
 use crate::options::{Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
-use crate::recovery::{scan_log, truncate_at};
+use crate::recovery::{estimate_records, scan_log, truncate_at};
 use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
 use crate::stats::{Counters, RecoveryStats, Stats};
 use crate::storage::{Storage, StorageLock};
@@ -255,7 +255,11 @@ impl Db {
                     tracing::warn!(log_end = manifest.log_end, "cutting the log at its last durable end");
                     truncate_at(&segments, manifest.log_end, &segments.first_addresses())?;
                 }
-                let index = BucketMap::create(index_config)?;
+                // Sized for the records the log holds (at most 3/4 full), so the rebuild
+                // does not grow it step by step.
+                let per_bucket = (estimate_records(&segments).saturating_mul(4) / 3) >> INDEX_BUCKET_BITS;
+                let cells_log2 = (64 - per_bucket.leading_zeros()).clamp(12, 26);
+                let index = BucketMap::create(index_config.initial_cells_log2(cells_log2))?;
                 let outcome = scan_log(&segments, manifest.log_begin, options.repair, |address, record| {
                     replay(&index, &segments, &hasher, address, record)
                 })?;

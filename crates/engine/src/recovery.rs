@@ -310,3 +310,33 @@ pub(crate) fn truncate_at(segments: &Segments, address: u64, firsts: &[u64]) -> 
     }
     Ok(())
 }
+
+/// Roughly how many records the log holds: its length over the average entry size of a
+/// sample (the first MiB of the first segment). Sizes the index before a rebuild, so it
+/// does not grow (a new file per bucket per doubling) record by record. Errors just mean
+/// no estimate.
+pub(crate) fn estimate_records(segments: &Segments) -> u64 {
+    const SAMPLE: usize = 1 << 20;
+    let firsts = segments.first_addresses();
+    let log_bytes: u64 = firsts
+        .iter()
+        .filter_map(|&first| segments.file(first)?.len().ok())
+        .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN))
+        .sum();
+    let Some(file) = firsts.first().and_then(|&first| segments.file(first)) else { return 0 };
+    let mut sample = vec![0u8; SAMPLE.min(segments.segment_size as usize)];
+    let Ok(n) = file.read_at(&mut sample, SEGMENT_HEADER_LEN) else { return 0 };
+    let (mut at, mut n_records) = (0usize, 0u64);
+    while at + ENTRY_HEADER_LEN <= n {
+        let word = u64::from_le_bytes(sample[at..at + ENTRY_HEADER_LEN].try_into().expect("8 bytes"));
+        let Some(header) = EntryHeader::decode(word) else { break };
+        if header.state == EntryState::Ready {
+            n_records += 1;
+        }
+        at += header.size;
+    }
+    match (n_records, at.min(n) as u64) {
+        (0, _) | (_, 0) => 0,
+        (n_records, sampled) => log_bytes.saturating_mul(n_records) / sampled,
+    }
+}
