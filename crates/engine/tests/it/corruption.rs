@@ -10,16 +10,14 @@
 //! database once, then restore a copy of its files for every cut or flip; one of each kind
 //! runs on real files.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use talus_engine::storage::{CrashMode, MemStorage, Storage as _};
-use talus_engine::{Db, Error, Options, SyncMode, WriteBatch};
+use talus_engine::{Db, Error, SyncMode, WriteBatch};
 use talus_testkit::{SplitMix64, pattern, test_seed};
 
-const MEMORY_BUDGET: u64 = 1 << 20;
-const SEGMENT_SIZE: u64 = 256 << 10;
+use crate::support::{SEGMENT_SIZE, State, fast_tempdir, open_mem, options, state_of};
+
 /// Bytes in front of a segment's data (docs/format.md, "Segment file").
 const SEGMENT_HEADER_LEN: u64 = 4096;
 /// The checked part of a segment header (magic to crc32c).
@@ -27,26 +25,6 @@ const SEGMENT_HEADER_USED: usize = 44;
 const MANIFEST_LEN: usize = 88;
 const ENTRY_HEADER_LEN: u64 = 8;
 const RECORD_HEADER_LEN: u64 = 24;
-
-type State = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn options(sync_mode: SyncMode) -> Options {
-    Options::new().memory_budget(MEMORY_BUDGET).segment_size(SEGMENT_SIZE).sync_mode(sync_mode)
-}
-
-/// A temporary directory in memory (`/dev/shm`) where there is one: every open after a
-/// crash creates an index of hundreds of small files, and these tests open hundreds of times.
-fn fast_tempdir() -> tempfile::TempDir {
-    let dir = match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()),
-        false => tempfile::tempdir(),
-    };
-    dir.expect("tempdir")
-}
-
-fn open_mem(options: Options, storage: &MemStorage, index_dir: &Path) -> talus_engine::Result<Db> {
-    options.open_with_storage(Arc::new(storage.clone()), index_dir)
-}
 
 /// Bytes a record takes in the log (entry header, record header, key, value, padding).
 fn entry_size(key_len: usize, value_len: usize) -> u64 {
@@ -61,16 +39,6 @@ fn segment_path(first_address: u64) -> String {
 fn file_and_offset(address: u64) -> (String, u64) {
     let first = address - address % SEGMENT_SIZE;
     (segment_path(first), SEGMENT_HEADER_LEN + address - first)
-}
-
-/// Every live pair, through `iter`, checked against `get` and `n_keys`.
-fn state_of(db: &Db) -> State {
-    let state: State = db.iter().map(|pair| pair.expect("iter")).collect();
-    assert_eq!(db.stats().n_keys, state.len() as u64, "n_keys and iter agree");
-    for (key, value) in &state {
-        assert_eq!(db.get(key).expect("get").as_ref(), Some(value), "get and iter agree on {key:?}");
-    }
-    state
 }
 
 /// The files of a `MemStorage` (the lock aside), to restore into a fresh one per trial.

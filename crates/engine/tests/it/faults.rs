@@ -6,47 +6,14 @@
 //! (`CrashMode::Tear`) keep every acknowledged write and leave a prefix of the log, and
 //! group commit makes every concurrent `SyncMode::Always` write durable.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use talus_engine::storage::{CrashMode, MemStorage};
-use talus_engine::{Db, Error, Options, SyncMode, WriteBatch};
+use talus_engine::{Db, Error, SyncMode, WriteBatch};
 use talus_testkit::{SplitMix64, pattern, test_seed};
 
-const MEMORY_BUDGET: u64 = 1 << 20;
-const SEGMENT_SIZE: u64 = 256 << 10;
-
-type State = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn options(sync_mode: SyncMode) -> Options {
-    Options::new().memory_budget(MEMORY_BUDGET).segment_size(SEGMENT_SIZE).sync_mode(sync_mode)
-}
-
-/// A temporary directory in memory (`/dev/shm`) where there is one: every open after a
-/// crash creates an index of hundreds of small files.
-fn fast_tempdir() -> tempfile::TempDir {
-    let dir = match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()),
-        false => tempfile::tempdir(),
-    };
-    dir.expect("tempdir")
-}
-
-fn open_mem(options: Options, storage: &MemStorage, index_dir: &Path) -> talus_engine::Result<Db> {
-    options.open_with_storage(Arc::new(storage.clone()), index_dir)
-}
-
-/// Every live pair, through `iter`, checked against `get` and `n_keys`.
-fn state_of(db: &Db) -> State {
-    let state: State = db.iter().map(|pair| pair.expect("iter")).collect();
-    assert_eq!(db.stats().n_keys, state.len() as u64, "n_keys and iter agree");
-    for (key, value) in &state {
-        assert_eq!(db.get(key).expect("get").as_ref(), Some(value), "get and iter agree on {key:?}");
-    }
-    state
-}
+use crate::support::{MEMORY_BUDGET, State, fast_tempdir, open_mem, options, state_of};
 
 /// Opens what a crash of `storage` in `mode` leaves (with its own index directory, so the
 /// database on `storage` may stay open) and returns its state.

@@ -9,3 +9,4 @@ mod crash;
 mod faults;
 mod model;
 mod scale;
+mod support;

@@ -19,11 +19,11 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use talus_engine::storage::{CrashMode, MemStorage};
-use talus_engine::{Db, Options, SyncMode, WriteBatch};
+use talus_engine::{Db, SyncMode, WriteBatch};
 use talus_testkit::{pattern, test_seed};
 
-const MEMORY_BUDGET: u64 = 1 << 20;
-const SEGMENT_SIZE: u64 = 256 << 10;
+use crate::support::{MEMORY_BUDGET, options, try_fast_tempdir};
+
 /// Log pages: a quarter of the memory; a record that does not fit in a page's rest starts
 /// the next page, after a filler.
 const PAGE_SIZE: u64 = MEMORY_BUDGET / 4;
@@ -132,19 +132,6 @@ fn case(max_value_len: usize) -> impl Strategy<Value = Case> {
         .prop_map(|(backend, sync_mode, keys, ops)| Case { backend, sync_mode, keys, ops })
 }
 
-/// A temporary directory in memory (`/dev/shm`) where there is one: creating an index makes
-/// and syncs hundreds of small files, which on a disk costs far more than the whole case.
-fn fast_tempdir() -> std::io::Result<tempfile::TempDir> {
-    match std::path::Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()),
-        false => tempfile::tempdir(),
-    }
-}
-
-fn options(sync_mode: SyncMode) -> Options {
-    Options::new().memory_budget(MEMORY_BUDGET).segment_size(SEGMENT_SIZE).sync_mode(sync_mode)
-}
-
 /// Turns an engine error into a test failure that says what was being done.
 fn fail(context: &str) -> impl FnOnce(talus_engine::Error) -> TestCaseError + '_ {
     move |error| TestCaseError::fail(format!("{context}: {error}"))
@@ -190,7 +177,7 @@ struct Harness<'c> {
 
 impl<'c> Harness<'c> {
     fn new(case: &'c Case) -> Result<Self, TestCaseError> {
-        let dir = fast_tempdir().map_err(|error| TestCaseError::fail(format!("tempdir: {error}")))?;
+        let dir = try_fast_tempdir().map_err(|error| TestCaseError::fail(format!("tempdir: {error}")))?;
         let storage = (case.backend == Backend::Memory).then(MemStorage::new);
         let mut harness = Harness {
             case,
