@@ -197,6 +197,10 @@ pub(crate) fn check_entry_fits(
     offset_in_segment: u64,
     segment_size: u64,
 ) -> Result<(), &'static str> {
+    // No page the engine writes is larger: a damaged size never makes a large allocation.
+    if header.size as u64 > crate::options::MAX_LOG_PAGE_SIZE {
+        return Err("entry larger than any log page");
+    }
     if offset_in_segment + header.size as u64 > segment_size {
         return Err("entry runs past the end of its segment");
     }
