@@ -25,6 +25,9 @@ use crate::stats::{Counters, RecoveryStats, Stats};
 use crate::storage::{Storage, StorageLock};
 use crate::writer::LogWriter;
 
+mod verify;
+pub use verify::{MAX_PROBLEMS_LISTED, Problem, VerifyReport};
+
 /// How many distinct keys may share one 64-bit hash. With a random per-database seed this
 /// is never reached by chance; the limit turns a deliberate flood into a typed error
 /// ([`Error::HashCollisionLimit`]) before anything is written.
@@ -181,6 +184,13 @@ impl Db {
     ) -> Result<Db> {
         let started = Instant::now();
         let _span = tracing::info_span!("open", path = %path.display()).entered();
+        // Checked before the lock file or the log directory is made: a directory that holds
+        // no database stays as it was.
+        if !options.create_if_missing
+            && matches!(storage.read(MANIFEST_PATH), Err(error) if error.kind() == std::io::ErrorKind::NotFound)
+        {
+            return Err(Error::NotFound { path });
+        }
         let lock =
             retry_while_locked(|| storage.lock(LOCK_PATH), |error| error.kind() == std::io::ErrorKind::WouldBlock)
                 .map_err(|error| match error.kind() {
@@ -195,6 +205,9 @@ impl Db {
                 false => corruption(MANIFEST_PATH, 0, reason),
             })?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if !options.create_if_missing {
+                    return Err(Error::NotFound { path: path.clone() });
+                }
                 if segment_names.iter().any(|name| parse_segment_name(name).is_some()) {
                     return Err(Error::NotADatabase { reason: "log segments without a MANIFEST".to_owned() });
                 }
@@ -229,7 +242,8 @@ impl Db {
         let hash_mask = if manifest.hash_bits >= 64 { u64::MAX } else { (1u64 << manifest.hash_bits) - 1 };
         let hasher = KeyHash { seed: manifest.hash_seed, mask: hash_mask };
         let mut recovery = RecoveryStats::default();
-        let clean_index = match manifest.clean {
+        // `repair` trusts nothing but the log: the index is rebuilt even after a clean close.
+        let clean_index = match manifest.clean && !options.repair {
             true => match retry_while_locked(|| BucketMap::open(index_config.clone()), is_locked) {
                 Ok(index) => Some(index),
                 Err(error) if is_locked(&error) => return Err(Error::Locked { path: index_dir.clone() }),
@@ -260,9 +274,15 @@ impl Db {
                 let per_bucket = (estimate_records(&segments).saturating_mul(4) / 3) >> INDEX_BUCKET_BITS;
                 let cells_log2 = (64 - per_bucket.leading_zeros()).clamp(12, 26);
                 let index = BucketMap::create(index_config.initial_cells_log2(cells_log2))?;
-                let outcome = scan_log(&segments, manifest.log_begin, options.repair, |address, record| {
-                    replay(&index, &segments, &hasher, address, record)
-                })?;
+                let mut progress = |done: u64, total: u64| {
+                    if let Some(callback) = &options.recovery_progress {
+                        (callback.0)(done, total);
+                    }
+                };
+                let outcome =
+                    scan_log(&segments, manifest.log_begin, options.repair, &mut progress, |address, record| {
+                        replay(&index, &segments, &hasher, address, record)
+                    })?;
                 tracing::info!(
                     n_records = outcome.n_records,
                     n_bytes = outcome.n_bytes,

@@ -26,6 +26,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// There is no database here, and the options said not to create one.
+    #[error("no database in {}", path.display())]
+    NotFound {
+        /// The database directory.
+        path: PathBuf,
+    },
+
     /// An earlier write or fsync of the log failed, so the engine can no longer tell what is
     /// on disk: writes are refused; reads still work; reopening recovers the durable state.
     #[error("the database is poisoned by an earlier I/O failure; reopen it to recover")]

@@ -43,7 +43,7 @@ pub mod storage;
 mod writer;
 
 pub use batch::WriteBatch;
-pub use db::{Db, Iter, MAX_KEYS_PER_HASH};
+pub use db::{Db, Iter, MAX_KEYS_PER_HASH, MAX_PROBLEMS_LISTED, Problem, VerifyReport};
 pub use error::{Error, Result};
 pub use options::{
     DEFAULT_MEMORY_BUDGET, DEFAULT_SEGMENT_SIZE, MAX_LOG_PAGE_SIZE, MAX_SEGMENT_SIZE, MIN_MEMORY_BUDGET,

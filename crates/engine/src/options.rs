@@ -51,6 +51,8 @@ pub const MAX_LOG_PAGE_SIZE: u64 = 32 << 20;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub(crate) create_if_missing: bool,
+    pub(crate) recovery_progress: Option<ProgressCallback>,
     pub(crate) memory_budget: u64,
     pub(crate) segment_size: u64,
     pub(crate) sync_mode: SyncMode,
@@ -63,6 +65,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            create_if_missing: true,
+            recovery_progress: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             segment_size: DEFAULT_SEGMENT_SIZE,
             sync_mode: SyncMode::Always,
@@ -71,6 +75,16 @@ impl Default for Options {
             index_dir: None,
             hash_bits: 64,
         }
+    }
+}
+
+/// A progress callback: `(bytes done, bytes in all)`.
+#[derive(Clone)]
+pub(crate) struct ProgressCallback(pub(crate) Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressCallback")
     }
 }
 
@@ -137,12 +151,29 @@ impl Options {
         self
     }
 
-    /// Opens a database whose log has damage in the middle anyway: the log is cut at the
-    /// first invalid record, everything after it is dropped, and
+    /// Whether opening a directory that holds no database creates one (the default).
+    /// Without it, such an open fails with [`Error::NotFound`] and creates nothing.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Repairs the database as it opens: the index is rebuilt from the log even after a
+    /// clean close (so damaged index files cannot matter), and damage in the middle of the
+    /// log no longer fails the open: the log is cut at the first invalid record, everything
+    /// after it is dropped (the database stays a prefix of its history), and
     /// [`Stats::recovery`](crate::Stats::recovery) says what was cut. Without it such a
     /// database fails to open with [`Error::Corruption`].
     pub fn repair(mut self, repair: bool) -> Self {
         self.repair = repair;
+        self
+    }
+
+    /// Calls `progress(bytes scanned, bytes to scan)` every few MiB while open rebuilds the
+    /// index from the log (after a crash or with [`repair`](Self::repair)), on the opening
+    /// thread. For progress bars: a rebuild reads the whole log.
+    pub fn on_recovery_progress(mut self, progress: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.recovery_progress = Some(ProgressCallback(Arc::new(progress)));
         self
     }
 
@@ -173,14 +204,18 @@ impl Options {
         Layout::new(self.memory_budget, self.segment_size).map_or(0, |layout| layout.max_value_len())
     }
 
-    /// Opens (creating if needed) the database in `path`.
+    /// Opens (creating if needed, unless [`create_if_missing`](Self::create_if_missing) is
+    /// off) the database in `path`.
     ///
     /// # Errors
     ///
     /// [`Error::Locked`] if it is open elsewhere, [`Error::Corruption`] for a damaged log,
-    /// [`Error::InvalidOptions`], I/O errors.
+    /// [`Error::NotFound`], [`Error::InvalidOptions`], I/O errors.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         let path = path.as_ref();
+        if !self.create_if_missing && !path.is_dir() {
+            return Err(Error::NotFound { path: path.to_path_buf() });
+        }
         let storage = FsStorage::new(path).map_err(|source| Error::Io {
             op: "create the database directory",
             file: path.display().to_string(),

@@ -24,6 +24,9 @@ pub struct RepairReport {
     pub reason: String,
     /// Log bytes dropped (from the cut to the old end of the log).
     pub n_bytes_dropped: u64,
+    /// Intact records among the dropped bytes (they were after the damage, or in the batch
+    /// it broke): the writes the repair gave up to keep the log a prefix of its history.
+    pub n_records_dropped: u64,
 }
 
 /// The result of a scan.
@@ -40,9 +43,11 @@ pub(crate) struct ScanOutcome {
 
 /// Reading is done in chunks of this size.
 const CHUNK: usize = 4 << 20;
+/// Progress is reported about this often (in log bytes).
+const PROGRESS_EVERY: u64 = 4 << 20;
 
 /// A buffered reader over one segment's data (offsets relative to the data start).
-struct SegmentReader {
+pub(crate) struct SegmentReader {
     file: Arc<dyn StorageFile>,
     path: String,
     data_len: u64,
@@ -51,7 +56,7 @@ struct SegmentReader {
 }
 
 impl SegmentReader {
-    fn new(file: Arc<dyn StorageFile>, path: String) -> Result<SegmentReader> {
+    pub(crate) fn new(file: Arc<dyn StorageFile>, path: String) -> Result<SegmentReader> {
         let len = file.len().map_err(io_error("read a segment's length", &path))?;
         Ok(SegmentReader {
             file,
@@ -83,7 +88,7 @@ impl SegmentReader {
 }
 
 /// One step of the scan.
-enum Step {
+pub(crate) enum Step {
     Record {
         size: u64,
     },
@@ -95,7 +100,7 @@ enum Step {
     Invalid(&'static str),
 }
 
-fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Result<(Step, Option<Vec<u8>>)> {
+pub(crate) fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Result<(Step, Option<Vec<u8>>)> {
     if at >= reader.data_len {
         return Ok((Step::End, None));
     }
@@ -129,7 +134,7 @@ fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Result<(Step,
 }
 
 /// Whether any valid record starts at or after data offset `from` in this segment.
-fn valid_record_from(reader: &mut SegmentReader, from: u64, segment_size: u64) -> Result<Option<u64>> {
+pub(crate) fn valid_record_from(reader: &mut SegmentReader, from: u64, segment_size: u64) -> Result<Option<u64>> {
     let mut at = from.next_multiple_of(ENTRY_ALIGN as u64);
     while at + (ENTRY_HEADER_LEN as u64) <= reader.data_len {
         if let (Step::Record { .. }, _) = step(reader, at, segment_size)? {
@@ -148,11 +153,14 @@ pub(crate) fn scan_log(
     segments: &Segments,
     log_begin: u64,
     repair: bool,
+    progress: &mut dyn FnMut(u64, u64),
     mut apply: impl FnMut(u64, &Record<'_>) -> Result<()>,
 ) -> Result<ScanOutcome> {
     let segment_size = segments.segment_size;
     let firsts = segments.first_addresses();
     let mut outcome = ScanOutcome { log_end: log_begin, ..ScanOutcome::default() };
+    let n_bytes_total = log_bytes_in_files(segments);
+    let mut next_progress = 0u64;
     let mut pending_batch: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut expected_first = log_begin;
     for (idx, &first) in firsts.iter().enumerate() {
@@ -212,6 +220,10 @@ pub(crate) fn scan_log(
                     at += size;
                     outcome.log_end = first + at;
                     outcome.n_bytes = outcome.log_end - log_begin;
+                    if outcome.n_bytes >= next_progress {
+                        progress(outcome.n_bytes, n_bytes_total.max(outcome.n_bytes));
+                        next_progress = outcome.n_bytes + PROGRESS_EVERY;
+                    }
                 }
                 Step::Filler { size } => {
                     at += size;
@@ -229,6 +241,7 @@ pub(crate) fn scan_log(
             }
         }
     }
+    progress(outcome.n_bytes, n_bytes_total.max(outcome.n_bytes));
     if let Some(&(batch_start, _)) = pending_batch.first() {
         // The log ends inside a batch: the batch never finished, so it never happened.
         outcome.n_torn_bytes = outcome.log_end - batch_start;
@@ -280,12 +293,20 @@ fn finish_cut(
             ));
         }
         tracing::warn!(file = %damage.path, offset = SEGMENT_HEADER_LEN + damage.at, reason = damage.reason, "repair cuts the log");
+        let mut n_records_dropped = 0u64;
+        walk_log(segments, cut, old_end, &mut |_, _| {}, &mut |found| {
+            if let Found::Record(..) = found {
+                n_records_dropped += 1;
+            }
+            Ok(())
+        })?;
         outcome.repair = Some(RepairReport {
             cut_at_address: cut,
             file: damage.path.clone(),
             offset: SEGMENT_HEADER_LEN + damage.at,
             reason: damage.reason.to_owned(),
             n_bytes_dropped: old_end.saturating_sub(cut),
+            n_records_dropped,
         });
     } else {
         tracing::info!(file = %damage.path, address = cut, "cut the torn tail of the log");
@@ -295,6 +316,120 @@ fn finish_cut(
     let all: Vec<u64> = segments.first_addresses();
     truncate_at(segments, cut, &all)?;
     Ok(outcome)
+}
+
+/// What [`walk_log`] finds.
+pub(crate) enum Found<'a> {
+    /// A valid record at this address.
+    Record(u64, Record<'a>),
+    /// Bytes of the log that hold no valid record.
+    Damage(Damage),
+}
+
+/// A stretch of the log that holds no valid record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Its first logical address.
+    pub(crate) address: u64,
+    /// The segment file it is in (or would be in, if that file is missing).
+    pub(crate) file: String,
+    /// The byte offset in that file.
+    pub(crate) offset: u64,
+    /// Its length: up to the next valid record, or the end of the segment or log.
+    pub(crate) n_bytes: u64,
+    pub(crate) reason: &'static str,
+}
+
+/// Reads the log in `[from, to)` (entry boundaries) and changes nothing: every valid record
+/// is visited in log order, and every stretch that is not a valid record is reported as
+/// damage, after which the walk goes on at the next valid record (the scan at open stops at
+/// the first damage instead). `progress(done, total)` is called every few MiB.
+pub(crate) fn walk_log(
+    segments: &Segments,
+    from: u64,
+    to: u64,
+    progress: &mut dyn FnMut(u64, u64),
+    visit: &mut dyn FnMut(Found<'_>) -> Result<()>,
+) -> Result<()> {
+    let segment_size = segments.segment_size;
+    let n_bytes_total = to.saturating_sub(from);
+    let mut next_progress = 0u64;
+    let mut expected = segments.first_address_of(from);
+    let missing = |visit: &mut dyn FnMut(Found<'_>) -> Result<()>, first: u64, start: u64, end: u64| {
+        visit(Found::Damage(Damage {
+            address: start,
+            file: segment_path(first),
+            offset: SEGMENT_HEADER_LEN + (start - first),
+            n_bytes: end - start,
+            reason: "the segment file is missing",
+        }))
+    };
+    let firsts = segments.first_addresses();
+    for first in firsts.into_iter().filter(|&first| first + segment_size > from && first < to) {
+        while expected < first {
+            missing(visit, expected, expected.max(from), (expected + segment_size).min(first))?;
+            expected += segment_size;
+        }
+        expected = first + segment_size;
+        let path = segment_path(first);
+        let file = segments.file(first).expect("listed segments are open");
+        let mut reader = SegmentReader::new(file, path.clone())?;
+        let end = (to - first).min(segment_size);
+        let mut at = from.saturating_sub(first);
+        let damage = |visit: &mut dyn FnMut(Found<'_>) -> Result<()>, at: u64, resume: u64, reason| {
+            visit(Found::Damage(Damage {
+                address: first + at,
+                file: path.clone(),
+                offset: SEGMENT_HEADER_LEN + at,
+                n_bytes: resume - at,
+                reason,
+            }))
+        };
+        while at < end {
+            let done = first + at - from;
+            if done >= next_progress {
+                progress(done, n_bytes_total);
+                next_progress = done + PROGRESS_EVERY;
+            }
+            let (step, payload) = step(&mut reader, at, segment_size)?;
+            match step {
+                Step::Record { size } => {
+                    let payload = payload.expect("a record step has its payload");
+                    let record = record::decode(&payload, false).expect("verified by step");
+                    visit(Found::Record(first + at, record))?;
+                    at += size;
+                }
+                Step::Filler { size } => at += size,
+                Step::End => {
+                    damage(visit, at, end, "the segment file ends before the log does")?;
+                    at = end;
+                }
+                Step::Invalid(reason) => {
+                    let resume = valid_record_from(&mut reader, at + ENTRY_ALIGN as u64, segment_size)?
+                        .filter(|&resume| resume < end)
+                        .unwrap_or(end);
+                    damage(visit, at, resume, reason)?;
+                    at = resume;
+                }
+            }
+        }
+    }
+    while expected < to {
+        missing(visit, expected, expected.max(from), (expected + segment_size).min(to))?;
+        expected += segment_size;
+    }
+    progress(n_bytes_total, n_bytes_total);
+    Ok(())
+}
+
+/// Bytes of log data in the segment files (their lengths less their headers).
+fn log_bytes_in_files(segments: &Segments) -> u64 {
+    segments
+        .first_addresses()
+        .iter()
+        .filter_map(|&first| segments.file(first)?.len().ok())
+        .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN))
+        .sum()
 }
 
 /// Makes the log end at `address`: truncates its segment, removes later ones.
@@ -318,11 +453,7 @@ pub(crate) fn truncate_at(segments: &Segments, address: u64, firsts: &[u64]) -> 
 pub(crate) fn estimate_records(segments: &Segments) -> u64 {
     const SAMPLE: usize = 1 << 20;
     let firsts = segments.first_addresses();
-    let log_bytes: u64 = firsts
-        .iter()
-        .filter_map(|&first| segments.file(first)?.len().ok())
-        .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN))
-        .sum();
+    let log_bytes = log_bytes_in_files(segments);
     let Some(file) = firsts.first().and_then(|&first| segments.file(first)) else { return 0 };
     let mut sample = vec![0u8; SAMPLE.min(segments.segment_size as usize)];
     let Ok(n) = file.read_at(&mut sample, SEGMENT_HEADER_LEN) else { return 0 };

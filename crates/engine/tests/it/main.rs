@@ -10,3 +10,4 @@ mod faults;
 mod model;
 mod scale;
 mod support;
+mod verify;

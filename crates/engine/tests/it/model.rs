@@ -300,6 +300,7 @@ impl<'c> Harness<'c> {
                 prop_assert_eq!(stats.recovery.n_records_replayed, 0);
                 prop_assert_eq!(stats.log_tail, log_end);
                 self.check_keys()?;
+                self.verify()?;
             }
             Op::CrashReopen { sync_first, power_loss } => self.crash_reopen(*sync_first, *power_loss)?,
         }
@@ -341,7 +342,18 @@ impl<'c> Harness<'c> {
             stats.log_tail,
             log_end
         );
-        self.check_all()
+        self.check_all()?;
+        self.verify()
+    }
+
+    /// `Db::verify` finds nothing wrong, and as many live records as the model has keys.
+    fn verify(&mut self) -> Result<(), TestCaseError> {
+        let n_keys = self.model.len() as u64;
+        let report = self.db.as_mut().expect("open").verify().map_err(fail("verify"))?;
+        prop_assert!(report.is_ok(), "verify after a reopen: {:?}", report.problems);
+        prop_assert_eq!(report.n_live_records, n_keys);
+        prop_assert_eq!(report.n_index_entries, n_keys);
+        Ok(())
     }
 
     fn note_coverage(&mut self, db: &Db) {
