@@ -279,10 +279,17 @@ impl Db {
                         (callback.0)(done, total);
                     }
                 };
-                let outcome =
-                    scan_log(&segments, manifest.log_begin, options.repair, &mut progress, |address, record| {
-                        replay(&index, &segments, &hasher, address, record)
-                    })?;
+                // After a clean close every byte up to `log_end` was acknowledged: none of it
+                // may be cut as a torn tail.
+                let complete_until = if manifest.clean { manifest.log_end } else { 0 };
+                let outcome = scan_log(
+                    &segments,
+                    manifest.log_begin,
+                    options.repair,
+                    complete_until,
+                    &mut progress,
+                    |address, record| replay(&index, &segments, &hasher, address, record),
+                )?;
                 tracing::info!(
                     n_records = outcome.n_records,
                     n_bytes = outcome.n_bytes,

@@ -148,11 +148,13 @@ pub(crate) fn valid_record_from(reader: &mut SegmentReader, from: u64, segment_s
 /// Scans the log from `log_begin`, calling `apply` for every record of the valid log (batch
 /// records only once their batch is complete). Cuts a torn tail (truncating the segment,
 /// removing any later ones); damage followed by valid records is [`Error::Corruption`]
-/// unless `repair`.
+/// unless `repair`. `complete_until` is where a clean close said the log ends (0 if
+/// unknown): nothing before it can be a torn tail, so losing any of it is damage too.
 pub(crate) fn scan_log(
     segments: &Segments,
     log_begin: u64,
     repair: bool,
+    complete_until: u64,
     progress: &mut dyn FnMut(u64, u64),
     mut apply: impl FnMut(u64, &Record<'_>) -> Result<()>,
 ) -> Result<ScanOutcome> {
@@ -236,19 +238,48 @@ pub(crate) fn scan_log(
                         _ => "segment ends early",
                     };
                     let damage = DamageAt { first, at, path: path.clone(), reason };
-                    return finish_cut(segments, &firsts[idx..], reader, damage, repair, pending_batch, outcome);
+                    let rules = CutRules { repair, complete_until };
+                    return finish_cut(segments, &firsts[idx..], reader, damage, rules, pending_batch, outcome);
                 }
             }
         }
     }
     progress(outcome.n_bytes, n_bytes_total.max(outcome.n_bytes));
-    if let Some(&(batch_start, _)) = pending_batch.first() {
-        // The log ends inside a batch: the batch never finished, so it never happened.
-        outcome.n_torn_bytes = outcome.log_end - batch_start;
-        outcome.log_end = batch_start;
-        truncate_at(segments, batch_start, &firsts)?;
+    let old_end = outcome.log_end;
+    // The log ends inside a batch: the batch never finished, so it never happened.
+    let cut = pending_batch.first().map_or(old_end, |&(batch_start, _)| batch_start);
+    if complete_until > cut {
+        // Files cut short or removed after a clean close: acknowledged writes are gone.
+        let first = segments.first_address_of(cut);
+        let (path, offset) = (segment_path(first), SEGMENT_HEADER_LEN + (cut - first));
+        let reason = format!("the log ends here, but it was closed cleanly at address {complete_until}");
+        if !repair {
+            return Err(corruption(&path, offset, format!("{reason}; open with repair to accept the loss")));
+        }
+        tracing::warn!(file = %path, offset, "repair accepts a log cut short");
+        outcome.repair = Some(RepairReport {
+            cut_at_address: cut,
+            file: path,
+            offset,
+            reason,
+            n_bytes_dropped: complete_until - cut,
+            n_records_dropped: pending_batch.len() as u64,
+        });
+    }
+    if cut < old_end {
+        outcome.n_torn_bytes = old_end - cut;
+        outcome.log_end = cut;
+        truncate_at(segments, cut, &firsts)?;
     }
     Ok(outcome)
+}
+
+/// When a scan may cut the log.
+#[derive(Clone, Copy)]
+struct CutRules {
+    repair: bool,
+    /// The end of the log at its last clean close (0 if unknown).
+    complete_until: u64,
 }
 
 struct DamageAt {
@@ -263,7 +294,7 @@ fn finish_cut(
     firsts_from_here: &[u64],
     mut reader: SegmentReader,
     damage: DamageAt,
-    repair: bool,
+    rules: CutRules,
     pending_batch: Vec<(u64, Vec<u8>)>,
     mut outcome: ScanOutcome,
 ) -> Result<ScanOutcome> {
@@ -281,15 +312,18 @@ fn finish_cut(
     }
     let damage_address = damage.first + damage.at;
     let cut = pending_batch.first().map_or(damage_address, |&(batch_start, _)| batch_start);
-    if valid_after.is_some() {
-        if !repair {
+    // Damage, not a torn tail: valid records follow, or a clean close vouched for the bytes.
+    let why_not_torn = match (valid_after, rules.complete_until > damage_address) {
+        (Some(_), _) => Some("valid records follow".to_owned()),
+        (None, true) => Some(format!("the log was closed cleanly at address {}", rules.complete_until)),
+        (None, false) => None,
+    };
+    if let Some(why_not_torn) = why_not_torn {
+        if !rules.repair {
             return Err(corruption(
                 &damage.path,
                 SEGMENT_HEADER_LEN + damage.at,
-                format!(
-                    "{} (valid records follow, so this is not a torn tail; open with repair to cut here)",
-                    damage.reason
-                ),
+                format!("{} ({why_not_torn}, so this is not a torn tail; open with repair to cut here)", damage.reason),
             ));
         }
         tracing::warn!(file = %damage.path, offset = SEGMENT_HEADER_LEN + damage.at, reason = damage.reason, "repair cuts the log");
@@ -305,7 +339,7 @@ fn finish_cut(
             file: damage.path.clone(),
             offset: SEGMENT_HEADER_LEN + damage.at,
             reason: damage.reason.to_owned(),
-            n_bytes_dropped: old_end.saturating_sub(cut),
+            n_bytes_dropped: old_end.max(rules.complete_until).saturating_sub(cut),
             n_records_dropped,
         });
     } else {
