@@ -56,7 +56,8 @@ fn print_repair(db: &Db) {
             repair.file, repair.offset, repair.reason, repair.n_bytes_dropped, repair.n_records_dropped
         ),
         None if recovery.n_torn_bytes > 0 => println!(
-            "repaired: nothing had to be cut but a torn tail of {} bytes (writes never acknowledged); index rebuilt from {} records",
+            "repaired: nothing had to be cut but a torn tail of {} bytes (writes that were not yet durable when the \
+             last run stopped); index rebuilt from {} records",
             recovery.n_torn_bytes, recovery.n_records_replayed
         ),
         None => println!("repaired: nothing had to be cut; index rebuilt from {} records", recovery.n_records_replayed),
