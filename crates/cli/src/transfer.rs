@@ -51,6 +51,7 @@ fn import_lines(db: &Db, mut reader: Box<dyn BufRead>, name: &str, advanced: &dy
     let mut n_pairs = 0u64;
     let mut line = Vec::new();
     let mut line_no = 0u64;
+    let max_value_len = db.stats().max_value_len as usize;
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).with_context(|| format!("reading {name}"))?;
@@ -70,7 +71,7 @@ fn import_lines(db: &Db, mut reader: Box<dyn BufRead>, name: &str, advanced: &dy
                 bail!("{name} line {line_no}: {reason} ({})", imported_before(n_pairs));
             }
         };
-        if let Some(reason) = too_large(db, &key, &value) {
+        if let Some(reason) = too_large(max_value_len, &key, &value) {
             write_batch(db, &mut batch, &mut batch_pairs, &mut batch_bytes)?;
             bail!("{name} line {line_no}: {reason} ({})", imported_before(n_pairs));
         }
@@ -95,8 +96,7 @@ fn imported_before(n_pairs: u64) -> String {
 
 /// A pair the engine would refuse, checked before it joins a batch (so a refusal names the
 /// line, and the batch holding the lines before it is still written).
-fn too_large(db: &Db, key: &[u8], value: &[u8]) -> Option<String> {
-    let max_value_len = db.stats().max_value_len as usize;
+fn too_large(max_value_len: usize, key: &[u8], value: &[u8]) -> Option<String> {
     if key.len() > talus_engine::MAX_KEY_LEN {
         return Some(format!("key of {} bytes exceeds the limit of {}", key.len(), talus_engine::MAX_KEY_LEN));
     }
