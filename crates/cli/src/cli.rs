@@ -42,6 +42,10 @@ pub(crate) struct Global {
     /// KEY and VALUE arguments are hex, and keys and values are printed as hex.
     #[arg(short = 'x', long, global = true)]
     pub(crate) hex: bool,
+    /// Show what the engine reports on stderr: -v its warnings, -vv what it does (opening,
+    /// recovering, closing), -vvv details.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]

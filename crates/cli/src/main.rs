@@ -43,6 +43,19 @@ fn main() -> ExitCode {
             };
         }
     };
+    if cli.global.verbose > 0 {
+        let level = match cli.global.verbose {
+            1 => tracing_subscriber::filter::LevelFilter::WARN,
+            2 => tracing_subscriber::filter::LevelFilter::INFO,
+            _ => tracing_subscriber::filter::LevelFilter::DEBUG,
+        };
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .init();
+    }
     let result = match &cli.command {
         Command::Put(args) => ops::put(&cli.global, args),
         Command::Get(args) => ops::get(&cli.global, args),

@@ -10,3 +10,4 @@ mod check;
 mod errors;
 mod support;
 mod transfer;
+mod verbose;
