@@ -20,7 +20,7 @@ pub(crate) fn put(global: &Global, args: &PutArgs) -> Result<Outcome> {
         (None, Some(path)) => {
             std::fs::read(path).with_context(|| format!("reading the value from {}", path.display()))?
         }
-        (None, None) => unreachable!("clap requires VALUE or --value-file"),
+        (None, None) => anyhow::bail!("put needs a VALUE or --value-file"),
     };
     let db = global.open(OpenMode::Create)?;
     db.put(&key, &value)?;
