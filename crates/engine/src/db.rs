@@ -12,20 +12,24 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use talus_bucketmap::{BucketMap, BucketMapConfig};
 use talus_datapool::{Memory, MemoryOptions};
-use talus_ringbuf::{Allocation, ENTRY_HEADER_LEN, EvictAction, Ring, RingBuffer, RingConfig};
+use talus_ringbuf::{Allocation, EvictAction, Ring, RingBuffer, RingConfig};
 
 use crate::batch::{BatchOp, WriteBatch};
+use crate::checkpoint::{CHECKPOINT_DIR, checkpoint_path, parse_checkpoint_name};
 use crate::error::{Error, Result, corruption, io_error};
 use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
-use crate::options::{Layout, Options, SyncMode};
+use crate::options::{CompactionOptions, Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
-use crate::recovery::{estimate_records, scan_log, truncate_at};
+use crate::recovery::{KeyHash, Rebuild, insert_new, remove_index_dir, truncate_at};
 use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
-use crate::stats::{Counters, RecoveryStats, Stats};
+use crate::stats::{Counters, RecoveryStats, SegmentStats, Stats};
 use crate::storage::{Storage, StorageLock};
+use crate::usage::{UsageTable, entry_size};
 use crate::writer::LogWriter;
 
+mod maintenance;
 mod verify;
+pub use maintenance::{BackupReport, CheckpointReport, CompactionReport};
 pub use verify::{MAX_PROBLEMS_LISTED, Problem, VerifyReport};
 
 /// How many distinct keys may share one 64-bit hash. With a random per-database seed this
@@ -39,6 +43,8 @@ const INDEX_BUCKET_BITS: u32 = 4;
 /// Lock stripes: writers of a key hold its stripe exclusively, readers shared.
 const N_STRIPES: usize = 1024;
 const LOCK_PATH: &str = "LOCK";
+/// What [`Db::path`] says for a database opened on a custom [`Storage`].
+pub(crate) const STORAGE_PATH: &str = "<storage>";
 /// How long open keeps trying a lock held elsewhere before it reports `Locked`.
 const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
 /// How long a commit leader waits for writers that are appending to join its fsync (only
@@ -60,7 +66,8 @@ const GATHER_MAX: Duration = Duration::from_micros(25);
 /// ```
 pub struct Db {
     inner: Arc<Inner>,
-    sync_thread: Option<JoinHandle<()>>,
+    /// Background threads (periodic sync, maintenance), joined on close.
+    threads: Vec<JoinHandle<()>>,
 }
 
 // The contract: a `Db` is shared between threads.
@@ -99,6 +106,20 @@ struct Inner {
     poisoned: AtomicBool,
     stripes: Box<[Stripe]>,
     manifest: Mutex<Manifest>,
+    /// Live-byte accounting per segment.
+    usage: UsageTable,
+    compaction: CompactionOptions,
+    checkpoint_every_bytes: u64,
+    checkpoint_interval: Option<Duration>,
+    /// One compaction, checkpoint or backup at a time.
+    maintenance: Mutex<Maintenance>,
+    /// Retired segments whose files could not be removed yet (an iterator was open).
+    pending_removals: Mutex<Vec<u64>>,
+    /// Iterators hold it shared (they may read records through addresses compaction has
+    /// since moved); a retired segment's file is removed only while it is held exclusively.
+    removal_barrier: RwLock<()>,
+    /// Set when the database is closing: long maintenance work stops early.
+    stopping: AtomicBool,
     counters: AtomicCounters,
     recovery: RecoveryStats,
     shutdown: Mutex<bool>,
@@ -117,6 +138,11 @@ struct AtomicCounters {
     n_evicted: AtomicU64,
     n_syncs: AtomicU64,
     n_durable_writes: AtomicU64,
+    n_log_bytes_appended: AtomicU64,
+    n_compaction_passes: AtomicU64,
+    n_segments_compacted: AtomicU64,
+    n_compaction_bytes_copied: AtomicU64,
+    n_checkpoints: AtomicU64,
 }
 
 /// A counter bumped on the read path by many threads: one cache line per shard, so
@@ -149,6 +175,22 @@ impl ShardedCounter {
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Maintenance state (under `Inner::maintenance`).
+struct Maintenance {
+    /// Where the newest checkpoint ends (the open's log end if there is none).
+    last_checkpoint_covers_until: u64,
+    last_checkpoint_at: Instant,
+    /// Segments whose compaction failed (damage): not tried again until reopened.
+    failed_segments: Vec<u64>,
+}
+
+/// A record's address and its size in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Loc {
+    address: u64,
+    size: u64,
 }
 
 /// Where a record was found.
@@ -224,6 +266,8 @@ impl Db {
                     cut_at_log_end: false,
                     hash_bits: options.hash_bits,
                     created_unix_ns: now_unix_ns(),
+                    holes: Vec::new(),
+                    usage: Vec::new(),
                 }
             }
             Err(error) => {
@@ -231,7 +275,7 @@ impl Db {
             }
         };
         let layout = Layout::new(options.memory_budget, manifest.segment_size)?;
-        let segments = Segments::new(Arc::clone(&storage), manifest.segment_size, manifest.db_id);
+        let segments = Segments::new(Arc::clone(&storage), manifest.segment_size, manifest.db_id, &manifest.holes);
         open_segments(&storage, &segments, &segment_names, &manifest)?;
 
         let index_config = BucketMapConfig::new(&index_dir)
@@ -254,11 +298,20 @@ impl Db {
             },
             false => None,
         };
-        let (index, log_end, next_seq) = match clean_index {
+        let checkpoint_names = match storage.list(CHECKPOINT_DIR) {
+            Ok(names) => names,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(io_error("list the checkpoints", CHECKPOINT_DIR)(error)),
+        };
+        let mut checkpoints: Vec<u64> =
+            checkpoint_names.iter().filter_map(|name| parse_checkpoint_name(name)).collect();
+        checkpoints.sort_unstable_by(|a, b| b.cmp(a));
+        let (index, usage, log_end, next_seq) = match clean_index {
             Some(index) => {
                 check_clean_log_end(&segments, manifest.log_end)?;
                 recovery.clean = true;
-                (index, manifest.log_end, manifest.next_seq)
+                let usage = UsageTable::new(manifest.segment_size, &manifest.usage);
+                (index, usage, manifest.log_end, manifest.next_seq)
             }
             None => {
                 let _span = tracing::info_span!("rebuild the index").entered();
@@ -269,11 +322,6 @@ impl Db {
                     tracing::warn!(log_end = manifest.log_end, "cutting the log at its last durable end");
                     truncate_at(&segments, manifest.log_end, &segments.first_addresses())?;
                 }
-                // Sized for the records the log holds (at most 3/4 full), so the rebuild
-                // does not grow it step by step.
-                let per_bucket = (estimate_records(&segments).saturating_mul(4) / 3) >> INDEX_BUCKET_BITS;
-                let cells_log2 = (64 - per_bucket.leading_zeros()).clamp(12, 26);
-                let index = BucketMap::create(index_config.initial_cells_log2(cells_log2))?;
                 let mut progress = |done: u64, total: u64| {
                     if let Some(callback) = &options.recovery_progress {
                         (callback.0)(done, total);
@@ -282,33 +330,64 @@ impl Db {
                 // After a clean close every byte up to `log_end` was acknowledged: none of it
                 // may be cut as a torn tail.
                 let complete_until = if manifest.clean { manifest.log_end } else { 0 };
-                let outcome = scan_log(
-                    &segments,
-                    manifest.log_begin,
-                    options.repair,
+                let rebuild = Rebuild {
+                    segments: &segments,
+                    storage: &storage,
+                    hasher: &hasher,
+                    index_config: &index_config,
+                    index_dir: &index_dir,
+                    db_id: manifest.db_id,
+                    log_begin: manifest.log_begin,
+                    repair: options.repair,
                     complete_until,
-                    &mut progress,
-                    |address, record| replay(&index, &segments, &hasher, address, record),
-                )?;
+                };
+                // The newest checkpoint that loads whole; `repair` trusts only the log.
+                let mut from_checkpoint = None;
+                for &covers_until in checkpoints.iter().filter(|_| !options.repair) {
+                    match rebuild.replay_after_checkpoint(covers_until, &mut progress)? {
+                        Some(rebuilt) => {
+                            recovery.checkpoint_covers_until = Some(covers_until);
+                            from_checkpoint = Some(rebuilt);
+                            break;
+                        }
+                        None => recovery.n_checkpoints_rejected += 1,
+                    }
+                }
+                let rebuilt = match from_checkpoint {
+                    Some(rebuilt) => rebuilt,
+                    None => rebuild.replay_whole_log(&mut progress)?,
+                };
+                let outcome = rebuilt.outcome;
                 tracing::info!(
                     n_records = outcome.n_records,
                     n_bytes = outcome.n_bytes,
                     n_torn_bytes = outcome.n_torn_bytes,
+                    checkpoint = recovery.checkpoint_covers_until,
                     "rebuilt the index from the log"
                 );
                 recovery.n_records_replayed = outcome.n_records;
                 recovery.n_bytes_scanned = outcome.n_bytes;
                 recovery.n_torn_bytes = outcome.n_torn_bytes;
                 recovery.repair = outcome.repair;
-                let next_seq = manifest.next_seq.max(outcome.max_seq + 1);
-                (index, outcome.log_end, next_seq)
+                let next_seq = manifest.next_seq.max(rebuilt.next_seq).max(outcome.max_seq + 1);
+                (rebuilt.index, rebuilt.usage, outcome.log_end, next_seq)
             }
         };
+        // Checkpoints that cover more log than there is (a repair cut it) can never be used.
+        for &covers_until in checkpoints.iter().filter(|&&covers_until| covers_until > log_end || options.repair) {
+            let path = checkpoint_path(covers_until);
+            tracing::warn!(path, "removing a checkpoint the log no longer matches");
+            storage.remove(&path).map_err(io_error("remove a checkpoint", &path))?;
+        }
+        let last_checkpoint =
+            checkpoints.iter().copied().find(|&covers_until| covers_until <= log_end && !options.repair);
         // From here until a clean close, the index and the log may disagree on disk.
         manifest.clean = false;
         manifest.cut_at_log_end = false;
         manifest.log_end = log_end;
         manifest.next_seq = next_seq;
+        manifest.usage.clear();
+        manifest.holes = segments.holes_from(manifest.log_begin);
         storage
             .write_atomic(MANIFEST_PATH, &manifest.encode())
             .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
@@ -343,6 +422,18 @@ impl Db {
             poisoned: AtomicBool::new(false),
             stripes: (0..N_STRIPES).map(|_| Stripe::default()).collect(),
             manifest: Mutex::new(manifest),
+            usage,
+            compaction: options.compaction,
+            checkpoint_every_bytes: options.checkpoint_every_bytes,
+            checkpoint_interval: options.checkpoint_interval,
+            maintenance: Mutex::new(Maintenance {
+                last_checkpoint_covers_until: last_checkpoint.unwrap_or(log_end),
+                last_checkpoint_at: Instant::now(),
+                failed_segments: Vec::new(),
+            }),
+            pending_removals: Mutex::new(Vec::new()),
+            removal_barrier: RwLock::new(()),
+            stopping: AtomicBool::new(false),
             counters: AtomicCounters::default(),
             recovery,
             shutdown: Mutex::new(false),
@@ -350,12 +441,20 @@ impl Db {
             closed: AtomicBool::new(false),
             _lock: lock,
         });
-        let sync_thread = match options.sync_mode {
-            SyncMode::Periodic(interval) => Some(spawn_sync_thread(Arc::clone(&inner), interval)?),
-            _ => None,
-        };
-        tracing::info!(log_end, clean = inner.recovery.clean, "opened");
-        Ok(Db { inner, sync_thread })
+        let mut threads = Vec::new();
+        if let SyncMode::Periodic(interval) = options.sync_mode {
+            threads.push(spawn_sync_thread(Arc::clone(&inner), interval)?);
+        }
+        let wants_maintenance = options.compaction.background
+            || options.checkpoint_every_bytes > 0
+            || options.checkpoint_interval.is_some();
+        let mut db = Db { inner, threads };
+        if wants_maintenance {
+            let thread = maintenance::spawn_maintenance_thread(Arc::clone(&db.inner))?;
+            db.threads.push(thread);
+        }
+        tracing::info!(log_end, clean = db.inner.recovery.clean, "opened");
+        Ok(db)
     }
 
     /// Sets `key` to `value`. With [`SyncMode::Always`] it is durable when this returns.
@@ -378,9 +477,10 @@ impl Db {
             }
             let mut next_seq = self.inner.append.lock();
             let (address, end) = self.inner.append_record(&mut next_seq, RecordKind::Put, 0, key, value)?;
+            self.inner.superseded(existing);
             self.inner.publish(end);
             drop(next_seq);
-            self.inner.index_put(hash, existing, address)?;
+            self.inner.index_put(hash, existing.map(|loc| loc.address), address)?;
             end
         };
         bump(&self.inner.counters.n_puts);
@@ -406,9 +506,10 @@ impl Db {
             };
             let mut next_seq = self.inner.append.lock();
             let (_, end) = self.inner.append_record(&mut next_seq, RecordKind::Delete, 0, key, &[])?;
+            self.inner.superseded(Some(existing));
             self.inner.publish(end);
             drop(next_seq);
-            self.inner.index.remove_if(&hash, |&address| address == existing)?;
+            self.inner.index.remove_if(&hash, |&address| address == existing.address)?;
             end
         };
         bump(&self.inner.counters.n_deletes);
@@ -442,7 +543,7 @@ impl Db {
         let _stripes: Vec<_> = stripe_ids.iter().map(|&idx| inner.stripes[idx].0.write()).collect();
 
         // Keys new to the index, counted per hash, must stay within the collision limit.
-        let mut existing: Vec<Option<u64>> = Vec::with_capacity(batch.ops.len());
+        let mut existing: Vec<Option<Loc>> = Vec::with_capacity(batch.ops.len());
         let mut n_sharing: Vec<usize> = Vec::with_capacity(batch.ops.len());
         for (op, &hash) in batch.ops.iter().zip(&hashes) {
             let (found, n) = inner.find_counting(hash, op.key())?;
@@ -466,6 +567,9 @@ impl Db {
             let mut next_seq = inner.append.lock();
             let last = batch.ops.len() - 1;
             let mut end = 0;
+            // Each key's live record as the batch goes (for the accounting): before the
+            // batch, or the batch's own latest put of it.
+            let mut current: std::collections::HashMap<&[u8], Option<Loc>> = std::collections::HashMap::new();
             for (idx, op) in batch.ops.iter().enumerate() {
                 let flags = if idx == last { FLAG_BATCH | FLAG_BATCH_END } else { FLAG_BATCH };
                 let appended = match op {
@@ -482,6 +586,13 @@ impl Db {
                         return Err(error);
                     }
                 };
+                let before = current.get(op.key()).copied().unwrap_or(existing[idx]);
+                inner.superseded(before);
+                let now = match op {
+                    BatchOp::Put { .. } => Some(Loc { address, size: record_end - address }),
+                    BatchOp::Delete { .. } => None,
+                };
+                current.insert(op.key(), now);
                 inner.publish(record_end);
                 addresses.push(address);
                 end = record_end;
@@ -492,7 +603,7 @@ impl Db {
         // this batch change it.
         for (idx, op) in batch.ops.iter().enumerate() {
             let hash = hashes[idx];
-            let current = inner.find(hash, op.key())?;
+            let current = inner.find(hash, op.key())?.map(|loc| loc.address);
             match op {
                 BatchOp::Put { .. } => inner.index_put(hash, current, addresses[idx])?,
                 BatchOp::Delete { .. } => {
@@ -563,7 +674,10 @@ impl Db {
     /// Every live pair, in no particular order. Weakly consistent: a pair written or
     /// removed during the iteration may or may not be seen.
     pub fn iter(&self) -> Iter<'_> {
-        Iter { inner: &self.inner, entries: Box::new(self.inner.index.iter()) }
+        // Held while the iterator lives: compaction may move a record after its address was
+        // read, but the file it was in stays until the iterator is done.
+        let barrier = self.inner.removal_barrier.read();
+        Iter { inner: &self.inner, entries: Box::new(self.inner.index.iter()), _barrier: barrier }
     }
 
     /// Makes every write so far durable.
@@ -593,7 +707,7 @@ impl Db {
     ///
     /// I/O errors; the next open then rebuilds the index from the log.
     pub fn close(mut self) -> Result<()> {
-        self.stop_sync_thread();
+        self.stop_threads();
         self.inner.close()
     }
 
@@ -603,16 +717,20 @@ impl Db {
     /// rebuild ignores them). The lock is released.
     #[doc(hidden)]
     pub fn simulate_crash(mut self) {
-        self.stop_sync_thread();
+        self.stop_threads();
         self.inner.closed.store(true, Ordering::SeqCst);
     }
 
-    fn stop_sync_thread(&mut self) {
-        if let Some(thread) = self.sync_thread.take() {
-            *self.inner.shutdown.lock() = true;
-            self.inner.shutdown_signal.notify_all();
+    fn stop_threads(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        *self.inner.shutdown.lock() = true;
+        self.inner.shutdown_signal.notify_all();
+        for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                tracing::error!("the periodic sync thread panicked");
+                tracing::error!("a background thread panicked");
             }
         }
     }
@@ -620,7 +738,7 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        self.stop_sync_thread();
+        self.stop_threads();
         if let Err(error) = self.inner.close() {
             tracing::error!(%error, "closing the database on drop failed; the next open rebuilds the index");
         }
@@ -637,6 +755,7 @@ impl std::fmt::Debug for Db {
 pub struct Iter<'a> {
     inner: &'a Inner,
     entries: Box<dyn Iterator<Item = (u64, u64)> + 'a>,
+    _barrier: parking_lot::RwLockReadGuard<'a, ()>,
 }
 
 impl Iterator for Iter<'_> {
@@ -728,61 +847,6 @@ impl Candidates {
     }
 }
 
-/// The key hash: xxh3 with the database's seed, masked only in tests.
-struct KeyHash {
-    seed: u64,
-    mask: u64,
-}
-
-impl KeyHash {
-    fn hash(&self, key: &[u8]) -> u64 {
-        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed) & self.mask
-    }
-}
-
-/// Applies one replayed record to the index being rebuilt.
-fn replay(
-    index: &BucketMap<u64, u64>,
-    segments: &Segments,
-    hasher: &KeyHash,
-    address: u64,
-    record: &Record<'_>,
-) -> Result<()> {
-    let hash = hasher.hash(record.key);
-    let mut existing = None;
-    for candidate in index.values(&hash) {
-        let payload = segments.read_payload(candidate)?;
-        let other = record::decode(&payload, false).expect("verified by read_payload");
-        if other.key == record.key {
-            existing = Some((candidate, other.seq));
-            break;
-        }
-    }
-    if let Some((_, seq)) = existing
-        && seq > record.seq
-    {
-        return Ok(()); // an older version: sequence numbers decide, not positions
-    }
-    match (record.kind, existing) {
-        (RecordKind::Put, Some((old, _))) => {
-            index.replace_if(&hash, |&address| address == old, address)?;
-        }
-        (RecordKind::Put, None) => insert_new(index, hash, address)?,
-        (RecordKind::Delete, Some((old, _))) => {
-            index.remove_if(&hash, |&address| address == old)?;
-        }
-        (RecordKind::Delete, None) => {}
-    }
-    Ok(())
-}
-
-fn insert_new(index: &BucketMap<u64, u64>, hash: u64, address: u64) -> Result<()> {
-    index.insert_duplicate(hash, address).map_err(|error| match error {
-        talus_bucketmap::Error::TooManyDuplicates { .. } => Error::HashCollisionLimit { max: MAX_KEYS_PER_HASH },
-        other => other.into(),
-    })
-}
-
 /// Opens every segment file in the log directory, checking headers. A last segment whose
 /// header never made it to disk (a crash while creating it) is removed.
 fn open_segments(storage: &Arc<dyn Storage>, segments: &Segments, names: &[String], manifest: &Manifest) -> Result<()> {
@@ -790,8 +854,11 @@ fn open_segments(storage: &Arc<dyn Storage>, segments: &Segments, names: &[Strin
     firsts.sort_unstable();
     for (idx, &first) in firsts.iter().enumerate() {
         let path = segment_path(first);
-        if first < manifest.log_begin {
-            continue; // no longer part of the log
+        if first < manifest.log_begin || manifest.holes.contains(&first) {
+            // Compaction took it out of the log, and a crash came before the file was gone.
+            tracing::info!(path, "removing a segment compaction retired");
+            storage.remove(&path).map_err(io_error("remove a retired segment", &path))?;
+            continue;
         }
         if !first.is_multiple_of(manifest.segment_size) {
             return Err(corruption(&path, 0, "segment name is not a multiple of the segment size"));
@@ -853,14 +920,6 @@ fn retry_while_locked<T, E>(mut attempt: impl FnMut() -> Result<T, E>, locked: i
 
 fn is_locked(error: &talus_bucketmap::Error) -> bool {
     matches!(error, talus_bucketmap::Error::Pool(talus_datapool::Error::Locked { .. }))
-}
-
-fn remove_index_dir(index_dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(index_dir) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io { op: "remove the old index", file: index_dir.display().to_string(), source }),
-    }
 }
 
 fn spawn_sync_thread(inner: Arc<Inner>, interval: Duration) -> Result<JoinHandle<()>> {
@@ -937,12 +996,12 @@ impl Inner {
     }
 
     /// The address of `key`'s current record, if it has one.
-    fn find(&self, hash: u64, key: &[u8]) -> Result<Option<u64>> {
+    fn find(&self, hash: u64, key: &[u8]) -> Result<Option<Loc>> {
         self.find_counting(hash, key).map(|(found, _)| found)
     }
 
     /// As [`find`](Self::find), also returning how many keys share `hash`.
-    fn find_counting(&self, hash: u64, key: &[u8]) -> Result<(Option<u64>, usize)> {
+    fn find_counting(&self, hash: u64, key: &[u8]) -> Result<(Option<Loc>, usize)> {
         let candidates = self.candidates(hash);
         if candidates.is_empty() {
             return Ok((None, 0));
@@ -951,7 +1010,8 @@ impl Inner {
         for &address in candidates.as_slice() {
             let located = self.locate(&guard, address)?;
             if parse_located(&located, address, &self.segments)?.key == key {
-                return Ok((Some(address), candidates.len()));
+                let size = entry_size(located.payload().len());
+                return Ok((Some(Loc { address, size }), candidates.len()));
             }
         }
         Ok((None, candidates.len()))
@@ -999,14 +1059,37 @@ impl Inner {
         key: &[u8],
         value: &[u8],
     ) -> Result<(u64, u64)> {
+        let appended = self.append_record_with_seq(*next_seq, kind, flags, key, value)?;
+        *next_seq += 1;
+        Ok(appended)
+    }
+
+    /// As [`append_record`](Self::append_record), with the sequence number given (compaction
+    /// copies keep theirs). The caller holds `append`.
+    fn append_record_with_seq(
+        &self,
+        seq: u64,
+        kind: RecordKind,
+        flags: u8,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(u64, u64)> {
         let len = record::encoded_len(key.len(), value.len());
         let mut entry = self.alloc(len)?;
-        record::encode(&mut entry, kind, flags, *next_seq, key, value);
-        *next_seq += 1;
+        record::encode(&mut entry, kind, flags, seq, key, value);
         let address = entry.address();
         drop(entry); // publishes it
-        let end = address + (ENTRY_HEADER_LEN + len.div_ceil(8) * 8) as u64;
-        Ok((address, end))
+        let size = entry_size(len);
+        self.usage.appended(address, size, kind == RecordKind::Delete);
+        self.counters.n_log_bytes_appended.fetch_add(size, Ordering::Relaxed);
+        Ok((address, address + size))
+    }
+
+    /// Accounts for a live record that a write (under `append`) just superseded.
+    fn superseded(&self, loc: Option<Loc>) {
+        if let Some(loc) = loc {
+            self.usage.superseded(loc.address, loc.size);
+        }
     }
 
     fn publish(&self, end: u64) {
@@ -1149,10 +1232,16 @@ impl Inner {
         manifest.clean = true;
         manifest.log_end = self.published_until.load(Ordering::Acquire);
         manifest.next_seq = next_seq;
+        manifest.holes = self.segments.holes_from(manifest.log_begin);
+        manifest.usage = self.usage.snapshot();
         self.storage
             .write_atomic(MANIFEST_PATH, &manifest.encode())
             .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
         tracing::info!(log_end = manifest.log_end, "closed cleanly");
+        drop(manifest);
+        drop(_append);
+        // Retired segments an iterator kept alive (no iterator outlives the database).
+        self.remove_pending_segments(true)?;
         Ok(())
     }
 
@@ -1170,6 +1259,21 @@ impl Inner {
             .filter_map(|path| std::fs::metadata(path).ok())
             .map(|metadata| metadata.len())
             .sum();
+        let segments: Vec<SegmentStats> = self
+            .usage
+            .snapshot()
+            .into_iter()
+            .filter(|usage| !self.segments.is_hole(usage.first_address))
+            .map(|usage| SegmentStats {
+                first_address: usage.first_address,
+                written_bytes: usage.written_bytes,
+                live_bytes: usage.live_bytes,
+                tombstone_bytes: usage.tombstone_bytes,
+                dead_bytes: usage.written_bytes - usage.live_bytes - usage.tombstone_bytes,
+            })
+            .collect();
+        let log_disk_bytes =
+            self.segments.first_addresses().into_iter().filter_map(|first| self.segments.file(first)?.len().ok()).sum();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
             n_keys: self.index.len(),
@@ -1187,6 +1291,11 @@ impl Inner {
             index_mapped_bytes,
             max_value_len: self.layout.max_value_len() as u64,
             poisoned: self.poisoned.load(Ordering::Acquire),
+            live_bytes: segments.iter().map(|segment| segment.live_bytes).sum(),
+            tombstone_bytes: segments.iter().map(|segment| segment.tombstone_bytes).sum(),
+            dead_bytes: segments.iter().map(|segment| segment.dead_bytes).sum(),
+            log_disk_bytes,
+            segments,
             recovery: self.recovery.clone(),
             counters: Counters {
                 n_puts: load(&self.counters.n_puts),
@@ -1197,6 +1306,11 @@ impl Inner {
                 n_syncs: load(&self.counters.n_syncs),
                 n_durable_writes: load(&self.counters.n_durable_writes),
                 n_evicted: load(&self.counters.n_evicted),
+                n_log_bytes_appended: load(&self.counters.n_log_bytes_appended),
+                n_compaction_passes: load(&self.counters.n_compaction_passes),
+                n_segments_compacted: load(&self.counters.n_segments_compacted),
+                n_compaction_bytes_copied: load(&self.counters.n_compaction_bytes_copied),
+                n_checkpoints: load(&self.counters.n_checkpoints),
             },
         }
     }

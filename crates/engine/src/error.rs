@@ -91,6 +91,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A backup could not be made where asked.
+    #[error("cannot back up to {}: {reason}", path.display())]
+    Backup {
+        /// The backup directory asked for.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+
     /// The index failed.
     #[error("index: {0}")]
     Index(#[from] talus_bucketmap::Error),

@@ -31,6 +31,7 @@
 compile_error!("talus-engine writes the ring's native header words to disk and supports little-endian targets only");
 
 mod batch;
+mod checkpoint;
 mod db;
 mod error;
 mod manifest;
@@ -40,18 +41,23 @@ mod recovery;
 mod segment;
 mod stats;
 pub mod storage;
+mod usage;
 mod writer;
 
 pub use batch::WriteBatch;
-pub use db::{Db, Iter, MAX_KEYS_PER_HASH, MAX_PROBLEMS_LISTED, Problem, VerifyReport};
+pub use db::{
+    BackupReport, CheckpointReport, CompactionReport, Db, Iter, MAX_KEYS_PER_HASH, MAX_PROBLEMS_LISTED, Problem,
+    VerifyReport,
+};
 pub use error::{Error, Result};
 pub use options::{
+    DEFAULT_CHECKPOINT_EVERY_BYTES, DEFAULT_COMPACTION_GARBAGE_RATIO, DEFAULT_COMPACTION_SPACE_AMPLIFICATION,
     DEFAULT_MEMORY_BUDGET, DEFAULT_SEGMENT_SIZE, MAX_LOG_PAGE_SIZE, MAX_SEGMENT_SIZE, MIN_MEMORY_BUDGET,
     MIN_SEGMENT_SIZE, Options, SyncMode,
 };
 pub use record::MAX_KEY_LEN;
 pub use recovery::RepairReport;
-pub use stats::{Counters, RecoveryStats, Stats};
+pub use stats::{Counters, RecoveryStats, SegmentStats, Stats};
 
 /// The README's examples, compiled and run as doc tests here, the top of the stack.
 #[cfg(doctest)]

@@ -60,7 +60,26 @@ pub struct Options {
     pub(crate) verify_index_on_open: bool,
     pub(crate) index_dir: Option<PathBuf>,
     pub(crate) hash_bits: u32,
+    pub(crate) compaction: CompactionOptions,
+    pub(crate) checkpoint_every_bytes: u64,
+    pub(crate) checkpoint_interval: Option<Duration>,
 }
+
+/// When compaction runs and how fast (see [`Options::background_compaction`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CompactionOptions {
+    pub(crate) background: bool,
+    pub(crate) garbage_ratio: f64,
+    pub(crate) space_amplification: f64,
+    pub(crate) rate_limit_bytes_per_sec: u64,
+}
+
+/// By default a segment is compacted once half of it is garbage.
+pub const DEFAULT_COMPACTION_GARBAGE_RATIO: f64 = 0.5;
+/// By default compaction also runs while the log takes more than 1.5 times its live bytes.
+pub const DEFAULT_COMPACTION_SPACE_AMPLIFICATION: f64 = 1.5;
+/// By default a checkpoint is written after every GiB of log.
+pub const DEFAULT_CHECKPOINT_EVERY_BYTES: u64 = 1 << 30;
 
 impl Default for Options {
     fn default() -> Self {
@@ -74,6 +93,14 @@ impl Default for Options {
             verify_index_on_open: true,
             index_dir: None,
             hash_bits: 64,
+            compaction: CompactionOptions {
+                background: true,
+                garbage_ratio: DEFAULT_COMPACTION_GARBAGE_RATIO,
+                space_amplification: DEFAULT_COMPACTION_SPACE_AMPLIFICATION,
+                rate_limit_bytes_per_sec: 0,
+            },
+            checkpoint_every_bytes: DEFAULT_CHECKPOINT_EVERY_BYTES,
+            checkpoint_interval: None,
         }
     }
 }
@@ -191,6 +218,55 @@ impl Options {
 
     /// For tests only: keep only the low `bits` bits of every key hash, so that many keys
     /// share one hash. Must be the same on every open of a database.
+    /// Whether a background thread compacts the log (default on): it gives back the space
+    /// of overwritten and deleted records by copying the live records of the most wasteful
+    /// segments to the tail and deleting those segments. [`Db::compact`] runs the same
+    /// passes on demand either way.
+    pub fn background_compaction(mut self, on: bool) -> Self {
+        self.compaction.background = on;
+        self
+    }
+
+    /// A segment whose garbage (bytes compaction would not copy) is at least this fraction
+    /// of it is compacted (default [`DEFAULT_COMPACTION_GARBAGE_RATIO`]; clamped to
+    /// `0.01..=1.0`).
+    pub fn compaction_garbage_ratio(mut self, ratio: f64) -> Self {
+        self.compaction.garbage_ratio =
+            if ratio.is_nan() { DEFAULT_COMPACTION_GARBAGE_RATIO } else { ratio.clamp(0.01, 1.0) };
+        self
+    }
+
+    /// While the log's segments hold more than this many times the live bytes, the
+    /// segments with the most garbage are compacted even below the garbage ratio (default
+    /// [`DEFAULT_COMPACTION_SPACE_AMPLIFICATION`]; at least 1.1).
+    pub fn compaction_space_amplification(mut self, factor: f64) -> Self {
+        self.compaction.space_amplification =
+            if factor.is_nan() { DEFAULT_COMPACTION_SPACE_AMPLIFICATION } else { factor.max(1.1) };
+        self
+    }
+
+    /// Caps how many bytes per second compaction copies, so it cannot crowd out
+    /// foreground writes (0, the default, means no cap).
+    pub fn compaction_rate_limit(mut self, bytes_per_sec: u64) -> Self {
+        self.compaction.rate_limit_bytes_per_sec = bytes_per_sec;
+        self
+    }
+
+    /// Writes an index checkpoint after this many bytes of log (default
+    /// [`DEFAULT_CHECKPOINT_EVERY_BYTES`]; 0 turns the trigger off). Recovery after a crash
+    /// replays only the log written since the latest checkpoint.
+    pub fn checkpoint_every_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_every_bytes = bytes;
+        self
+    }
+
+    /// Also writes a checkpoint this often when anything was written since the last one
+    /// (default off).
+    pub fn checkpoint_interval(mut self, interval: Option<Duration>) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
     #[doc(hidden)]
     pub fn hash_bits_for_testing(mut self, bits: u32) -> Self {
         self.hash_bits = bits.clamp(1, 64);
@@ -234,6 +310,6 @@ impl Options {
     /// As [`open`](Self::open).
     pub fn open_with_storage(self, storage: Arc<dyn Storage>, index_dir: impl Into<PathBuf>) -> Result<Db> {
         let index_dir = index_dir.into();
-        Db::open_with(storage, PathBuf::from("<storage>"), index_dir, self)
+        Db::open_with(storage, PathBuf::from(crate::db::STORAGE_PATH), index_dir, self)
     }
 }

@@ -2,14 +2,135 @@
 //! torn tail (cut silently) from damage in the middle (an error, or cut with `repair`),
 //! and hand every record of every complete batch to the caller, in log order.
 
+use std::path::Path;
 use std::sync::Arc;
 
+use talus_bucketmap::{BucketMap, BucketMapConfig};
 use talus_ringbuf::{ENTRY_ALIGN, ENTRY_HEADER_LEN, EntryHeader, EntryState};
 
-use crate::error::{Result, corruption, io_error};
-use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, Record};
+use crate::checkpoint::{LoadedCheckpoint, checkpoint_path, load, read_header};
+use crate::db::MAX_KEYS_PER_HASH;
+use crate::error::{Error, Result, corruption, io_error};
+use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, Record, RecordKind};
 use crate::segment::{SEGMENT_HEADER_LEN, Segments, check_entry_fits, entry_payload_len, segment_path};
+use crate::storage::Storage;
 use crate::storage::StorageFile;
+use crate::usage::{UsageTable, entry_size};
+
+/// An index rebuild after a crash: from a checkpoint plus the log since, or from the
+/// whole log.
+pub(crate) struct Rebuild<'a> {
+    pub(crate) segments: &'a Segments,
+    pub(crate) storage: &'a Arc<dyn Storage>,
+    pub(crate) hasher: &'a KeyHash,
+    pub(crate) index_config: &'a BucketMapConfig,
+    pub(crate) index_dir: &'a Path,
+    pub(crate) db_id: u64,
+    pub(crate) log_begin: u64,
+    pub(crate) repair: bool,
+    pub(crate) complete_until: u64,
+}
+
+/// What a rebuild produced.
+pub(crate) struct Rebuilt {
+    pub(crate) index: BucketMap<u64, u64>,
+    pub(crate) usage: UsageTable,
+    pub(crate) outcome: ScanOutcome,
+    /// The checkpoint's next sequence number (0 without one).
+    pub(crate) next_seq: u64,
+}
+
+impl Rebuild<'_> {
+    /// An index sized for `n_entries` (at most 3/4 full), so loading does not grow it step
+    /// by step (a new file per bucket per doubling).
+    fn new_index(&self, n_entries: u64) -> Result<BucketMap<u64, u64>> {
+        remove_index_dir(self.index_dir)?;
+        let per_bucket = (n_entries.saturating_mul(4) / 3) >> self.index_config.bucket_bits;
+        let cells_log2 = (64 - per_bucket.leading_zeros()).clamp(12, 26);
+        Ok(BucketMap::create(self.index_config.clone().initial_cells_log2(cells_log2))?)
+    }
+
+    /// Replays the whole log.
+    pub(crate) fn replay_whole_log(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Rebuilt> {
+        let index = self.new_index(estimate_records(self.segments))?;
+        let usage = UsageTable::new(self.segments.segment_size, &[]);
+        let outcome =
+            scan_log(self.segments, self.log_begin, self.repair, self.complete_until, progress, |address, record| {
+                replay(&index, self.segments, self.hasher, address, record, Some(&usage))
+            })?;
+        Ok(Rebuilt { index, usage, outcome, next_seq: 0 })
+    }
+
+    /// Loads the checkpoint that covers the log up to `covers_until` and replays the log
+    /// since. `None` (with the reason logged) if the checkpoint cannot be used: damaged,
+    /// torn, from another database, or covering more log than there is.
+    pub(crate) fn replay_after_checkpoint(
+        &self,
+        covers_until: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Option<Rebuilt>> {
+        let path = checkpoint_path(covers_until);
+        let _span = tracing::info_span!("load a checkpoint", path).entered();
+        let loaded = self.load_checkpoint(&path, covers_until);
+        let (index, checkpoint) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::warn!(%error, path, "not using a checkpoint");
+                remove_index_dir(self.index_dir)?;
+                return Ok(None);
+            }
+        };
+        let header = checkpoint.header;
+        let usage = UsageTable::new(self.segments.segment_size, &checkpoint.usage);
+        let live: std::collections::BTreeSet<u64> = self.segments.first_addresses().into_iter().collect();
+        usage.retain(|first| live.contains(&first));
+        let from = header.replay_from.max(self.log_begin);
+        let outcome = scan_log(self.segments, from, false, self.complete_until, progress, |address, record| {
+            let usage = (address >= covers_until).then_some(&usage);
+            replay(&index, self.segments, self.hasher, address, record, usage)
+        })?;
+        if outcome.log_end < covers_until {
+            tracing::warn!(path, log_end = outcome.log_end, "the log ends before the checkpoint does; not using it");
+            drop(index);
+            remove_index_dir(self.index_dir)?;
+            return Ok(None);
+        }
+        tracing::info!(path, n_entries = header.n_entries, replay_from = from, "loaded a checkpoint");
+        Ok(Some(Rebuilt { index, usage, outcome, next_seq: header.next_seq }))
+    }
+
+    fn load_checkpoint(&self, path: &str, covers_until: u64) -> Result<(BucketMap<u64, u64>, LoadedCheckpoint)> {
+        let file = self.storage.open(path, false).map_err(io_error("open a checkpoint", path))?;
+        let header = read_header(file.as_ref(), path)?;
+        if header.db_id != self.db_id || header.covers_until != covers_until {
+            return Err(corruption(path, 16, "the checkpoint belongs to another database or file name"));
+        }
+        let index = self.new_index(header.n_entries)?;
+        let segments = self.segments;
+        let loaded = load(file.as_ref(), path, header, &mut |hash, address| {
+            if address >= covers_until {
+                return Err(corruption(path, 0, format!("an entry points at {address}, past the checkpoint's end")));
+            }
+            let first = segments.first_address_of(address);
+            if address < self.log_begin || segments.is_hole(first) {
+                // Compaction moved this record after the checkpoint was taken; the copy
+                // (or whatever superseded it) is in the log replayed since.
+                return Ok(());
+            }
+            insert_new(&index, hash, address)
+        })?;
+        Ok((index, loaded))
+    }
+}
+
+/// Removes the index directory (to rebuild the index from scratch).
+pub(crate) fn remove_index_dir(index_dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(index_dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io { op: "remove the old index", file: index_dir.display().to_string(), source }),
+    }
+}
 
 /// What `repair` cut away.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,28 +266,35 @@ pub(crate) fn valid_record_from(reader: &mut SegmentReader, from: u64, segment_s
     Ok(None)
 }
 
-/// Scans the log from `log_begin`, calling `apply` for every record of the valid log (batch
-/// records only once their batch is complete). Cuts a torn tail (truncating the segment,
+/// Scans the log from `from` (a record boundary: the log's beginning or where a checkpoint
+/// says to replay from), calling `apply` for every record of the valid log (batch
+/// records only once their batch is complete); segments compaction removed are skipped. Cuts a torn tail (truncating the segment,
 /// removing any later ones); damage followed by valid records is [`Error::Corruption`]
 /// unless `repair`. `complete_until` is where a clean close said the log ends (0 if
 /// unknown): nothing before it can be a torn tail, so losing any of it is damage too.
 pub(crate) fn scan_log(
     segments: &Segments,
-    log_begin: u64,
+    from: u64,
     repair: bool,
     complete_until: u64,
     progress: &mut dyn FnMut(u64, u64),
     mut apply: impl FnMut(u64, &Record<'_>) -> Result<()>,
 ) -> Result<ScanOutcome> {
     let segment_size = segments.segment_size;
-    let firsts = segments.first_addresses();
-    let mut outcome = ScanOutcome { log_end: log_begin, ..ScanOutcome::default() };
-    let n_bytes_total = log_bytes_in_files(segments);
+    let all_firsts = segments.first_addresses();
+    let skip = all_firsts.iter().take_while(|&&first| first + segment_size <= from).count();
+    let firsts = &all_firsts[skip..];
+    let mut outcome = ScanOutcome { log_end: from, ..ScanOutcome::default() };
+    let n_bytes_total =
+        log_bytes_in_files(segments).saturating_sub(from - all_firsts.first().map_or(from, |&first| first.min(from)));
     let mut next_progress = 0u64;
     let mut pending_batch: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut expected_first = log_begin;
+    let mut expected_first = segments.first_address_of(from);
     for (idx, &first) in firsts.iter().enumerate() {
         let path = segment_path(first);
+        while expected_first < first && segments.is_hole(expected_first) {
+            expected_first += segment_size;
+        }
         if first != expected_first {
             return Err(corruption(
                 &path,
@@ -185,7 +313,10 @@ pub(crate) fn scan_log(
             "recovery: scanning the log"
         );
         let mut reader = SegmentReader::new(file, path.clone())?;
-        let mut at = 0u64;
+        let mut at = from.saturating_sub(first);
+        if at > 0 {
+            outcome.log_end = first + at;
+        }
         loop {
             if at >= segment_size {
                 break; // the next segment continues the log
@@ -221,7 +352,7 @@ pub(crate) fn scan_log(
                     }
                     at += size;
                     outcome.log_end = first + at;
-                    outcome.n_bytes = outcome.log_end - log_begin;
+                    outcome.n_bytes = outcome.log_end - from;
                     if outcome.n_bytes >= next_progress {
                         progress(outcome.n_bytes, n_bytes_total.max(outcome.n_bytes));
                         next_progress = outcome.n_bytes + PROGRESS_EVERY;
@@ -269,7 +400,7 @@ pub(crate) fn scan_log(
     if cut < old_end {
         outcome.n_torn_bytes = old_end - cut;
         outcome.log_end = cut;
-        truncate_at(segments, cut, &firsts)?;
+        truncate_at(segments, cut, firsts)?;
     }
     Ok(outcome)
 }
@@ -401,7 +532,9 @@ pub(crate) fn walk_log(
     let firsts = segments.first_addresses();
     for first in firsts.into_iter().filter(|&first| first + segment_size > from && first < to) {
         while expected < first {
-            missing(visit, expected, expected.max(from), (expected + segment_size).min(first))?;
+            if !segments.is_hole(expected) {
+                missing(visit, expected, expected.max(from), (expected + segment_size).min(first))?;
+            }
             expected += segment_size;
         }
         expected = first + segment_size;
@@ -449,7 +582,9 @@ pub(crate) fn walk_log(
         }
     }
     while expected < to {
-        missing(visit, expected, expected.max(from), (expected + segment_size).min(to))?;
+        if !segments.is_hole(expected) {
+            missing(visit, expected, expected.max(from), (expected + segment_size).min(to))?;
+        }
         expected += segment_size;
     }
     progress(n_bytes_total, n_bytes_total);
@@ -504,4 +639,71 @@ pub(crate) fn estimate_records(segments: &Segments) -> u64 {
         (0, _) | (_, 0) => 0,
         (n_records, sampled) => log_bytes.saturating_mul(n_records) / sampled,
     }
+}
+
+/// The key hash: xxh3 with the database's seed, masked only in tests.
+pub(crate) struct KeyHash {
+    pub(crate) seed: u64,
+    pub(crate) mask: u64,
+}
+
+impl KeyHash {
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed) & self.mask
+    }
+}
+
+/// Applies one replayed record to the index being rebuilt, and to the accounting if given.
+fn replay(
+    index: &BucketMap<u64, u64>,
+    segments: &Segments,
+    hasher: &KeyHash,
+    address: u64,
+    record: &Record<'_>,
+    usage: Option<&UsageTable>,
+) -> Result<()> {
+    let hash = hasher.hash(record.key);
+    let size = entry_size(record::encoded_len(record.key.len(), record.value.len()));
+    let mut existing = None;
+    for candidate in index.values(&hash) {
+        let payload = segments.read_payload(candidate)?;
+        let other = record::decode(&payload, false).expect("verified by read_payload");
+        if other.key == record.key {
+            existing = Some((candidate, other.seq, entry_size(payload.len())));
+            break;
+        }
+    }
+    if let Some((_, seq, _)) = existing
+        && seq > record.seq
+    {
+        // An older version: sequence numbers decide, not positions.
+        if let Some(usage) = usage {
+            usage.appended_dead(address, size);
+        }
+        return Ok(());
+    }
+    if let Some(usage) = usage {
+        usage.appended(address, size, record.kind == RecordKind::Delete);
+        if let Some((old, _, old_size)) = existing {
+            usage.superseded(old, old_size);
+        }
+    }
+    match (record.kind, existing) {
+        (RecordKind::Put, Some((old, ..))) => {
+            index.replace_if(&hash, |&address| address == old, address)?;
+        }
+        (RecordKind::Put, None) => insert_new(index, hash, address)?,
+        (RecordKind::Delete, Some((old, ..))) => {
+            index.remove_if(&hash, |&address| address == old)?;
+        }
+        (RecordKind::Delete, None) => {}
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_new(index: &BucketMap<u64, u64>, hash: u64, address: u64) -> Result<()> {
+    index.insert_duplicate(hash, address).map_err(|error| match error {
+        talus_bucketmap::Error::TooManyDuplicates { .. } => Error::HashCollisionLimit { max: MAX_KEYS_PER_HASH },
+        other => other.into(),
+    })
 }

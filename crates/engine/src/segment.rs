@@ -19,7 +19,7 @@
 //!     44 4052 zero
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -86,18 +86,54 @@ pub(crate) fn check_header(bytes: &[u8], path: &str, segment_size: u64, first_ad
     Ok(())
 }
 
-/// The open segment files, by first address.
+/// The open segment files, by first address, and the holes compaction left.
 #[derive(Debug)]
 pub(crate) struct Segments {
     storage: Arc<dyn Storage>,
     pub(crate) segment_size: u64,
     db_id: u64,
+    /// Open files, including retired ones not yet unlinked (iterators may still read them).
     files: RwLock<BTreeMap<u64, Arc<dyn StorageFile>>>,
+    /// Segments compaction retired: no longer part of the log (their absence is no damage).
+    holes: RwLock<BTreeSet<u64>>,
 }
 
 impl Segments {
-    pub(crate) fn new(storage: Arc<dyn Storage>, segment_size: u64, db_id: u64) -> Segments {
-        Segments { storage, segment_size, db_id, files: RwLock::new(BTreeMap::new()) }
+    pub(crate) fn new(storage: Arc<dyn Storage>, segment_size: u64, db_id: u64, holes: &[u64]) -> Segments {
+        Segments {
+            storage,
+            segment_size,
+            db_id,
+            files: RwLock::new(BTreeMap::new()),
+            holes: RwLock::new(holes.iter().copied().collect()),
+        }
+    }
+
+    /// Whether compaction removed the segment starting at `first_address`.
+    pub(crate) fn is_hole(&self, first_address: u64) -> bool {
+        self.holes.read().contains(&first_address)
+    }
+
+    /// Every hole at or above `log_begin`, ascending (below it the log has no segments
+    /// to miss; retired files there may still wait for [`unlink`](Self::unlink)).
+    pub(crate) fn holes_from(&self, log_begin: u64) -> Vec<u64> {
+        self.holes.read().range(log_begin..).copied().collect()
+    }
+
+    /// Takes a segment out of the log (its file stays readable until [`unlink`](Self::unlink)).
+    pub(crate) fn retire(&self, first_address: u64) {
+        self.holes.write().insert(first_address);
+    }
+
+    /// Undoes [`retire`](Self::retire) (when recording it failed).
+    pub(crate) fn unretire(&self, first_address: u64) {
+        self.holes.write().remove(&first_address);
+    }
+
+    /// Removes a retired segment's file.
+    pub(crate) fn unlink(&self, first_address: u64) -> Result<()> {
+        assert!(self.is_hole(first_address), "only retired segments are unlinked");
+        self.remove(first_address)
     }
 
     pub(crate) fn first_address_of(&self, address: u64) -> u64 {
@@ -115,12 +151,15 @@ impl Segments {
         self.storage.remove(&path).map_err(io_error("remove a segment", &path))
     }
 
+    /// The segments of the log (not the retired ones), ascending.
     pub(crate) fn first_addresses(&self) -> Vec<u64> {
-        self.files.read().keys().copied().collect()
+        let holes = self.holes.read();
+        self.files.read().keys().copied().filter(|first| !holes.contains(first)).collect()
     }
 
+    /// Segments in the log.
     pub(crate) fn len(&self) -> usize {
-        self.files.read().len()
+        self.first_addresses().len()
     }
 
     pub(crate) fn file(&self, first_address: u64) -> Option<Arc<dyn StorageFile>> {

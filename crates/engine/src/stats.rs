@@ -38,10 +38,48 @@ pub struct Stats {
     pub max_value_len: u64,
     /// Whether the database is poisoned by an I/O failure.
     pub poisoned: bool,
+    /// Per segment of the log: what it holds (live-byte accounting).
+    pub segments: Vec<SegmentStats>,
+    /// Bytes of live records (the ones the index points at), in all segments.
+    pub live_bytes: u64,
+    /// Bytes of delete records, in all segments.
+    pub tombstone_bytes: u64,
+    /// Bytes of superseded records, in all segments: what compaction can give back.
+    pub dead_bytes: u64,
+    /// Bytes of the segment files on disk (headers included).
+    pub log_disk_bytes: u64,
     /// What happened at open.
     pub recovery: RecoveryStats,
     /// Operation counters since open.
     pub counters: Counters,
+}
+
+impl Stats {
+    /// Space amplification of the log: its bytes on disk over the live bytes (infinite
+    /// when nothing is live but the log holds bytes; 1 for an empty log).
+    pub fn space_amplification(&self) -> f64 {
+        match (self.log_disk_bytes, self.live_bytes) {
+            (0, _) => 1.0,
+            (_, 0) => f64::INFINITY,
+            (disk, live) => disk as f64 / live as f64,
+        }
+    }
+}
+
+/// One segment's accounting (see [`Stats::segments`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentStats {
+    /// The segment's first log address (its file is named by it).
+    pub first_address: u64,
+    /// Bytes of records written to it.
+    pub written_bytes: u64,
+    /// Bytes of its records the index points at.
+    pub live_bytes: u64,
+    /// Bytes of its delete records.
+    pub tombstone_bytes: u64,
+    /// Bytes of its superseded records.
+    pub dead_bytes: u64,
 }
 
 /// What the last open did.
@@ -60,6 +98,11 @@ pub struct RecoveryStats {
     pub duration: Duration,
     /// What `repair` cut, if it cut anything.
     pub repair: Option<RepairReport>,
+    /// The checkpoint the rebuild started from (the log address it covers), if any: only
+    /// the log after it was replayed.
+    pub checkpoint_covers_until: Option<u64>,
+    /// Checkpoints found damaged, torn or unusable and passed over.
+    pub n_checkpoints_rejected: u64,
 }
 
 /// Operation counters since open.
@@ -82,4 +125,14 @@ pub struct Counters {
     pub n_durable_writes: u64,
     /// Records moved out of memory (they stay in the segment files).
     pub n_evicted: u64,
+    /// Bytes appended to the log, by writes and by compaction.
+    pub n_log_bytes_appended: u64,
+    /// Compaction passes that compacted at least one segment.
+    pub n_compaction_passes: u64,
+    /// Segments compacted and removed.
+    pub n_segments_compacted: u64,
+    /// Bytes of live records compaction copied to the tail.
+    pub n_compaction_bytes_copied: u64,
+    /// Checkpoints written.
+    pub n_checkpoints: u64,
 }

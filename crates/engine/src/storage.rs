@@ -57,6 +57,14 @@ pub trait Storage: Send + Sync + Debug {
     /// I/O errors; the old contents are then still in place.
     fn write_atomic(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
 
+    /// Renames the file `from` to `to` (replacing any file there), atomically and durably.
+    /// The data of `from` should be synced first: the rename does not sync it.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if `from` does not exist; other I/O errors.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+
     /// Removes the file `path`, durably.
     ///
     /// # Errors

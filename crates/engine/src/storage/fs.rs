@@ -105,6 +105,15 @@ impl Storage for FsStorage {
         self.sync_parent(path)
     }
 
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        std::fs::rename(self.path(from), self.path(to))?;
+        self.sync_parent(to)?;
+        match Path::new(from).parent() == Path::new(to).parent() {
+            true => Ok(()),
+            false => self.sync_parent(from),
+        }
+    }
+
     fn remove(&self, path: &str) -> io::Result<()> {
         std::fs::remove_file(self.path(path))?;
         self.sync_parent(path)

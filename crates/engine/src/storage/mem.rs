@@ -343,6 +343,16 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    /// Moves the file (its data, synced or not, and its pending writes) to the new path.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut tree = self.shared.tree.lock();
+        let file = tree.file(from)?;
+        tree.check_new_file(to)?;
+        tree.files.remove(from);
+        tree.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
     fn remove(&self, path: &str) -> io::Result<()> {
         let mut tree = self.shared.tree.lock();
         tree.file(path)?;

@@ -1,0 +1,574 @@
+//! Maintenance: compaction (giving back the space of superseded records), index
+//! checkpoints (bounding recovery after a crash) and online backup, and the background
+//! thread that runs the first two. One of them runs at a time (`Inner::maintenance`).
+//!
+//! Compaction of a segment, step by step:
+//! 1. Pick the sealed, durable segment with the most garbage (bytes compaction would not
+//!    copy), if it is garbage enough (`Options::compaction_garbage_ratio`) or the log as a
+//!    whole takes too much space (`Options::compaction_space_amplification`).
+//! 2. Walk its records. A put the index still points at is appended again at the tail with
+//!    its sequence number, and the index entry switched to the copy, under the key's stripe
+//!    lock, so a concurrent writer of the key always wins. A delete is dropped when no older
+//!    segment is left that could hold its key (or the key has a newer put), else copied.
+//! 3. Make the copies durable (one group commit).
+//! 4. Write the MANIFEST with the segment listed as a hole (and the log's beginning moved
+//!    up past any segments gone from the front). From here recovery ignores the segment.
+//! 5. Remove the file (later, if an iterator is open: it may still read from it).
+//!
+//! A crash before step 4 leaves the segment in the log beside its copies: the copies have
+//! the same sequence numbers and come later, so replay ends at the same index. A crash
+//! after step 4 leaves at most a file that the next open removes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Db, Inner, Loc, Maintenance, STORAGE_PATH, bump};
+use crate::checkpoint::{CHECKPOINT_DIR, CHECKPOINTS_KEPT, CheckpointWriter, parse_checkpoint_name};
+use crate::error::{Error, Result, corruption, io_error};
+use crate::manifest::MANIFEST_PATH;
+use crate::record::{self, Record, RecordKind};
+use crate::recovery::{Found, walk_log};
+use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, segment_path};
+use crate::usage::entry_size;
+
+/// How often the background thread looks for work.
+const TICK: Duration = Duration::from_millis(100);
+/// Segments compacted per background tick at most (the thread then looks again).
+const SEGMENTS_PER_TICK: usize = 4;
+/// Below the garbage ratio, a segment is compacted for space amplification only if at
+/// least this fraction of it is garbage (copying a nearly live segment gains nothing).
+const MIN_GARBAGE_FOR_SPACE: f64 = 0.1;
+
+/// What [`Db::compact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// Segments compacted and removed.
+    pub n_segments_compacted: u64,
+    /// Live records copied to the tail of the log.
+    pub n_records_copied: u64,
+    /// Bytes of those records.
+    pub n_bytes_copied: u64,
+    /// Delete records dropped (no older segment could still hold their key).
+    pub n_tombstones_dropped: u64,
+    /// Delete records copied forward (an older segment might still hold their key).
+    pub n_tombstones_copied: u64,
+    /// Bytes of segment files removed (or to be removed once open iterators finish).
+    pub n_bytes_reclaimed: u64,
+}
+
+/// What [`Db::checkpoint`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointReport {
+    /// The checkpoint file, relative to the database directory.
+    pub file: String,
+    /// Recovery from this checkpoint replays the log from this address.
+    pub replay_from: u64,
+    /// The log address the checkpoint covers.
+    pub covers_until: u64,
+    /// Index entries in it.
+    pub n_entries: u64,
+    /// Its size in bytes.
+    pub n_bytes: u64,
+    /// How long writing it took.
+    pub duration: Duration,
+}
+
+/// What [`Db::backup_to`] made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupReport {
+    /// The backup directory.
+    pub path: PathBuf,
+    /// The backup holds the log up to this address: every write acknowledged before the
+    /// backup started, and nothing after this point.
+    pub log_end: u64,
+    /// Segment files hard-linked (immutable ones on the same file system).
+    pub n_segments_linked: u64,
+    /// Segment files copied.
+    pub n_segments_copied: u64,
+    /// Bytes copied (not linked).
+    pub n_bytes_copied: u64,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl Db {
+    /// Compacts the log now: every segment worth it (see
+    /// [`Options::compaction_garbage_ratio`](crate::Options::compaction_garbage_ratio)) has
+    /// its live records copied to the tail and is removed, until none is left. Readers and
+    /// writers go on meanwhile. The segment being written is never compacted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`], [`Error::Corruption`] if a segment to compact holds damage (it
+    /// is kept), I/O errors.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        let inner = &self.inner;
+        let mut maintenance = inner.maintenance.lock();
+        maintenance.failed_segments.clear();
+        let _span = tracing::info_span!("compact").entered();
+        // Bounded: concurrent writers keep making garbage, and a manual call must return.
+        let max_segments = 2 * inner.segments.len() + 2;
+        let report = inner.compact_locked(&mut maintenance, max_segments)?;
+        inner.remove_pending_segments(false)?;
+        Ok(report)
+    }
+
+    /// Writes an index checkpoint now; recovery after a crash then replays only the log
+    /// written after it. Writers go on meanwhile (they pause once, for a moment).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`], I/O errors.
+    pub fn checkpoint(&self) -> Result<CheckpointReport> {
+        let mut maintenance = self.inner.maintenance.lock();
+        self.inner.checkpoint_locked(&mut maintenance)
+    }
+
+    /// Copies the database into `dir` (which must not exist, or be empty) while writes go
+    /// on: the copy opens as a database holding every write acknowledged before this call
+    /// started, and holds exactly a prefix of the log (no later write without every earlier
+    /// one). Immutable segment files are hard-linked when `dir` is on the same file system
+    /// (so the backup costs little space until the database compacts them away), the rest
+    /// copied; a fresh checkpoint goes with them so that opening the backup is quick.
+    ///
+    /// Only for databases opened on a directory ([`Options::open`](crate::Options::open)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backup`] when `dir` is not empty or the database is not in a directory;
+    /// [`Error::Poisoned`]; I/O errors (a partial backup may be left in `dir`).
+    pub fn backup_to(&self, dir: impl AsRef<Path>) -> Result<BackupReport> {
+        let dir = dir.as_ref();
+        let inner = &self.inner;
+        let refuse = |reason: &str| Error::Backup { path: dir.to_path_buf(), reason: reason.to_owned() };
+        if inner.path == Path::new(STORAGE_PATH) {
+            return Err(refuse("the database is not in a directory (it was opened on a custom storage)"));
+        }
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(refuse("the directory is not empty"));
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(refuse(&error.to_string())),
+        }
+        let started = Instant::now();
+        let _span = tracing::info_span!("backup", to = %dir.display()).entered();
+        let mut maintenance = inner.maintenance.lock();
+        let checkpoint = inner.checkpoint_locked(&mut maintenance)?;
+        let end = inner.published_until.load(Ordering::Acquire);
+        inner.wait_durable(end)?;
+        let mut manifest = inner.manifest.lock().clone();
+        let io = |op: &'static str, path: &Path| {
+            let file = path.display().to_string();
+            move |source| Error::Io { op, file, source }
+        };
+        for sub in ["", LOG_DIR, CHECKPOINT_DIR] {
+            let path = dir.join(sub);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(io("create a backup directory", &path))?;
+        }
+        let mut report = BackupReport {
+            path: dir.to_path_buf(),
+            log_end: end,
+            n_segments_linked: 0,
+            n_segments_copied: 0,
+            n_bytes_copied: 0,
+            duration: Duration::ZERO,
+        };
+        let segment_size = inner.segments.segment_size;
+        for first in inner.segments.first_addresses().into_iter().filter(|&first| first < end) {
+            let relative = segment_path(first);
+            let (from, to) = (inner.path.join(&relative), dir.join(&relative));
+            let sealed = first + segment_size <= end;
+            if sealed && std::fs::hard_link(&from, &to).is_ok() {
+                report.n_segments_linked += 1;
+                continue;
+            }
+            let len = match sealed {
+                true => None,
+                false => Some(SEGMENT_HEADER_LEN + (end - first)),
+            };
+            report.n_bytes_copied += copy_file(&from, &to, len).map_err(io("copy a segment", &to))?;
+            report.n_segments_copied += 1;
+        }
+        let relative = checkpoint.file.clone();
+        let (from, to) = (inner.path.join(&relative), dir.join(&relative));
+        if std::fs::hard_link(&from, &to).is_err() {
+            report.n_bytes_copied += copy_file(&from, &to, None).map_err(io("copy a checkpoint", &to))?;
+        }
+        manifest.clean = false;
+        manifest.cut_at_log_end = false;
+        manifest.log_end = end;
+        manifest.holes.retain(|&hole| hole < end);
+        manifest.usage.clear();
+        let temp = dir.join("MANIFEST.tmp");
+        write_synced(&temp, &manifest.encode()).map_err(io("write the backup's MANIFEST", &temp))?;
+        let final_path = dir.join(MANIFEST_PATH);
+        std::fs::rename(&temp, &final_path).map_err(io("write the backup's MANIFEST", &final_path))?;
+        for sub in [LOG_DIR, CHECKPOINT_DIR, ""] {
+            let path = dir.join(sub);
+            sync_dir(&path).map_err(io("sync a backup directory", &path))?;
+        }
+        report.duration = started.elapsed();
+        tracing::info!(
+            log_end = end,
+            n_linked = report.n_segments_linked,
+            n_copied = report.n_segments_copied,
+            "backup done"
+        );
+        Ok(report)
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt as _;
+
+/// Copies `from` to `to` (its first `len` bytes if given), synced; returns the bytes copied.
+fn copy_file(from: &Path, to: &Path, len: Option<u64>) -> std::io::Result<u64> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let source = std::fs::File::open(from)?;
+    let mut target = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to)?;
+    let n = std::io::copy(&mut source.take(len.unwrap_or(u64::MAX)), &mut target)?;
+    target.flush()?;
+    target.sync_all()?;
+    Ok(n)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Starts the thread that compacts and checkpoints in the background.
+pub(super) fn spawn_maintenance_thread(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("talus-maintenance".to_owned())
+        .spawn(move || {
+            let mut stop = inner.shutdown.lock();
+            while !*stop {
+                inner.shutdown_signal.wait_for(&mut stop, TICK);
+                if *stop {
+                    break;
+                }
+                drop(stop);
+                inner.background_tick();
+                stop = inner.shutdown.lock();
+            }
+        })
+        .map_err(|source| Error::Io { op: "start the maintenance thread", file: String::new(), source })
+}
+
+impl Inner {
+    fn background_tick(&self) {
+        if self.poisoned.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let mut maintenance = self.maintenance.lock();
+        if self.compaction.background
+            && let Err(error) = self.compact_locked(&mut maintenance, SEGMENTS_PER_TICK)
+        {
+            tracing::warn!(%error, "background compaction failed");
+        }
+        if let Err(error) = self.remove_pending_segments(false) {
+            tracing::warn!(%error, "removing compacted segments failed");
+        }
+        let published = self.published_until.load(Ordering::Acquire);
+        let since = published.saturating_sub(maintenance.last_checkpoint_covers_until);
+        let by_bytes = self.checkpoint_every_bytes > 0 && since >= self.checkpoint_every_bytes;
+        let by_time = self
+            .checkpoint_interval
+            .is_some_and(|interval| since > 0 && maintenance.last_checkpoint_at.elapsed() >= interval);
+        if (by_bytes || by_time)
+            && !self.stopping.load(Ordering::Acquire)
+            && let Err(error) = self.checkpoint_locked(&mut maintenance)
+        {
+            tracing::warn!(%error, "background checkpoint failed");
+        }
+    }
+
+    /// Compacts up to `max_segments` segments, one at a time, while any is worth it.
+    fn compact_locked(&self, maintenance: &mut Maintenance, max_segments: usize) -> Result<CompactionReport> {
+        let mut report = CompactionReport::default();
+        for _ in 0..max_segments {
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            self.check_writable()?;
+            let Some((first, oldest)) = self.pick_segment(&maintenance.failed_segments) else { break };
+            // The segment must be durable and wholly written, with the log's durable end
+            // past it (so no torn tail can ever end inside it).
+            let published = self.published_until.load(Ordering::Acquire);
+            self.wait_durable(published)?;
+            if let Err(error) = self.compact_segment(first, oldest, &mut report) {
+                if matches!(error, Error::Corruption { .. }) {
+                    maintenance.failed_segments.push(first);
+                }
+                return Err(error);
+            }
+        }
+        if report.n_segments_compacted > 0 {
+            bump(&self.counters.n_compaction_passes);
+            tracing::info!(?report, "compacted");
+        }
+        Ok(report)
+    }
+
+    /// The sealed segment compaction would gain most from, if any is worth it; and whether
+    /// it is the oldest segment of the log.
+    fn pick_segment(&self, failed: &[u64]) -> Option<(u64, bool)> {
+        let segment_size = self.segments.segment_size;
+        // Sealed: the log's published end is in a later segment (the compaction then syncs
+        // up to it, so the durable end is past the segment too).
+        let published = self.published_until.load(Ordering::Acquire);
+        let firsts = self.segments.first_addresses();
+        let oldest = *firsts.first()?;
+        let usage: std::collections::BTreeMap<u64, _> =
+            self.usage.snapshot().into_iter().map(|usage| (usage.first_address, usage)).collect();
+        let (mut disk, mut live) = (0u64, 0u64);
+        let mut best: Option<(f64, u64)> = None;
+        for &first in &firsts {
+            let usage = usage.get(&first).copied().unwrap_or_default();
+            disk += usage.written_bytes;
+            live += usage.live_bytes;
+            if first + segment_size >= published || failed.contains(&first) {
+                continue;
+            }
+            let kept = usage.live_bytes + if first == oldest { 0 } else { usage.tombstone_bytes };
+            let ratio = match usage.written_bytes {
+                0 => 1.0,
+                written => (written - kept.min(written)) as f64 / written as f64,
+            };
+            if best.is_none_or(|(best_ratio, _)| ratio > best_ratio) {
+                best = Some((ratio, first));
+            }
+        }
+        let (ratio, first) = best?;
+        let too_big = disk as f64 > self.compaction.space_amplification * live as f64;
+        let worth_it = ratio >= self.compaction.garbage_ratio || (too_big && ratio >= MIN_GARBAGE_FOR_SPACE);
+        worth_it.then_some((first, first == oldest))
+    }
+
+    fn compact_segment(&self, first: u64, oldest: bool, report: &mut CompactionReport) -> Result<()> {
+        let segment_size = self.segments.segment_size;
+        let _span = tracing::debug_span!("compact a segment", path = segment_path(first)).entered();
+        let started = Instant::now();
+        let copied_before = report.n_bytes_copied;
+        let mut damage = None;
+        let mut stopped = false;
+        walk_log(&self.segments, first, first + segment_size, &mut |_, _| {}, &mut |found| {
+            if stopped || damage.is_some() {
+                return Ok(());
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                stopped = true;
+                return Ok(());
+            }
+            match found {
+                Found::Damage(found) => damage = Some(found),
+                Found::Record(address, record) => {
+                    self.compact_record(address, &record, oldest, report)?;
+                    self.throttle(started, report.n_bytes_copied - copied_before);
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(damage) = damage {
+            return Err(corruption(
+                &damage.file,
+                damage.offset,
+                format!("{} (found by compaction, which keeps the segment)", damage.reason),
+            ));
+        }
+        if stopped {
+            return Ok(()); // the copies made so far are harmless; the rest waits
+        }
+        // The copies must be durable before the segment leaves the log.
+        let published = self.published_until.load(Ordering::Acquire);
+        self.wait_durable(published)?;
+        let file_bytes = self.segments.file(first).and_then(|file| file.len().ok()).unwrap_or(0);
+        self.retire_segment(first)?;
+        report.n_segments_compacted += 1;
+        report.n_bytes_reclaimed += file_bytes;
+        bump(&self.counters.n_segments_compacted);
+        Ok(())
+    }
+
+    /// Sleeps as needed to keep compaction under its rate limit.
+    fn throttle(&self, started: Instant, n_bytes_copied: u64) {
+        let limit = self.compaction.rate_limit_bytes_per_sec;
+        if limit == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(n_bytes_copied as f64 / limit as f64);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(ahead.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Copies one record forward if it must survive its segment.
+    fn compact_record(
+        &self,
+        address: u64,
+        record: &Record<'_>,
+        oldest: bool,
+        report: &mut CompactionReport,
+    ) -> Result<()> {
+        let hash = self.hash(record.key);
+        let size = entry_size(record::encoded_len(record.key.len(), record.value.len()));
+        let _stripe = self.stripe(hash).write();
+        match record.kind {
+            RecordKind::Put => {
+                let mut live = false;
+                self.index.for_each_value(&hash, |entry| live |= entry == address);
+                if !live {
+                    return Ok(());
+                }
+                let next_seq = self.append.lock();
+                let (new_address, end) =
+                    self.append_record_with_seq(record.seq, RecordKind::Put, 0, record.key, record.value)?;
+                self.superseded(Some(Loc { address, size }));
+                self.publish(end);
+                drop(next_seq);
+                let replaced = self.index.replace_if(&hash, |&entry| entry == address, new_address)?;
+                assert!(replaced, "the entry checked under the stripe lock is still there");
+                report.n_records_copied += 1;
+                report.n_bytes_copied += size;
+                self.counters.n_compaction_bytes_copied.fetch_add(size, Ordering::Relaxed);
+            }
+            RecordKind::Delete => {
+                // Needed only while an older segment may hold a put of the key that it
+                // hides, and only if no newer put of the key supersedes it anyway.
+                if oldest || self.find(hash, record.key)?.is_some() {
+                    report.n_tombstones_dropped += 1;
+                    return Ok(());
+                }
+                let next_seq = self.append.lock();
+                let (_, end) = self.append_record_with_seq(record.seq, RecordKind::Delete, 0, record.key, &[])?;
+                self.publish(end);
+                drop(next_seq);
+                report.n_tombstones_copied += 1;
+                report.n_bytes_copied += size;
+                self.counters.n_compaction_bytes_copied.fetch_add(size, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a compacted segment out of the log: durably in the MANIFEST first, then its
+    /// file.
+    fn retire_segment(&self, first: u64) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        self.segments.retire(first);
+        let published = self.published_until.load(Ordering::Acquire);
+        let tail_first = self.segments.first_address_of(published);
+        let log_begin = self
+            .segments
+            .first_addresses()
+            .first()
+            .copied()
+            .unwrap_or(tail_first)
+            .min(tail_first)
+            .max(manifest.log_begin);
+        let mut updated = manifest.clone();
+        updated.log_begin = log_begin;
+        updated.log_end = published.max(manifest.log_end);
+        updated.holes = self.segments.holes_from(log_begin);
+        updated.usage.clear();
+        if let Err(error) = self.storage.write_atomic(MANIFEST_PATH, &updated.encode()) {
+            self.segments.unretire(first);
+            return Err(io_error("write the MANIFEST", MANIFEST_PATH)(error));
+        }
+        *manifest = updated;
+        drop(manifest);
+        self.usage.remove(first);
+        self.pending_removals.lock().push(first);
+        Ok(())
+    }
+
+    /// Removes the files of retired segments, unless an iterator is open (then later); with
+    /// `wait`, waits for iterators instead.
+    pub(super) fn remove_pending_segments(&self, wait: bool) -> Result<()> {
+        if self.pending_removals.lock().is_empty() {
+            return Ok(());
+        }
+        let barrier = match wait {
+            true => Some(self.removal_barrier.write()),
+            false => self.removal_barrier.try_write(),
+        };
+        let Some(_barrier) = barrier else { return Ok(()) };
+        let pending = std::mem::take(&mut *self.pending_removals.lock());
+        for first in pending {
+            self.segments.unlink(first)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint (see `checkpoint.rs` for why it is consistent).
+    fn checkpoint_locked(&self, maintenance: &mut Maintenance) -> Result<CheckpointReport> {
+        self.check_writable()?;
+        let started = Instant::now();
+        let _span = tracing::info_span!("checkpoint").entered();
+        let replay_from = {
+            let _append = self.append.lock();
+            self.published_until.load(Ordering::Acquire)
+        };
+        // A writer updates the index after it appends, holding its stripe throughout: once
+        // every stripe has been free for a moment, every record below `replay_from` is in
+        // the index.
+        for stripe in self.stripes.iter() {
+            drop(stripe.0.write());
+        }
+        let mut writer = CheckpointWriter::create(Arc::clone(&self.storage))?;
+        let mut n_entries = 0u64;
+        for (hash, address) in self.index.iter() {
+            writer.push_entry(hash, address)?;
+            n_entries += 1;
+        }
+        let (covers_until, usage, next_seq) = {
+            let next_seq = self.append.lock();
+            (self.published_until.load(Ordering::Acquire), self.usage.snapshot(), *next_seq)
+        };
+        // No entry may point at bytes a crash could still take away.
+        self.wait_durable(covers_until)?;
+        let db_id = self.manifest.lock().db_id;
+        let (file, n_bytes) = writer.finish(db_id, replay_from, covers_until, next_seq, &usage)?;
+        self.remove_old_checkpoints()?;
+        maintenance.last_checkpoint_covers_until = covers_until;
+        maintenance.last_checkpoint_at = Instant::now();
+        bump(&self.counters.n_checkpoints);
+        let report =
+            CheckpointReport { file, replay_from, covers_until, n_entries, n_bytes, duration: started.elapsed() };
+        tracing::info!(?report, "checkpoint written");
+        Ok(report)
+    }
+
+    /// Keeps the newest [`CHECKPOINTS_KEPT`] checkpoints.
+    fn remove_old_checkpoints(&self) -> Result<()> {
+        let names = self.storage.list(CHECKPOINT_DIR).map_err(io_error("list the checkpoints", CHECKPOINT_DIR))?;
+        let mut covers: Vec<u64> = names.iter().filter_map(|name| parse_checkpoint_name(name)).collect();
+        covers.sort_unstable_by(|a, b| b.cmp(a));
+        for &old in covers.iter().skip(CHECKPOINTS_KEPT) {
+            let path = crate::checkpoint::checkpoint_path(old);
+            self.storage.remove(&path).map_err(io_error("remove an old checkpoint", &path))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! Live-byte accounting: for every segment, the bytes of records written to it, the bytes
+//! of the records the index points at (live) and the bytes of delete records (tombstones).
+//! The rest is garbage that compaction can give back. Kept in memory, updated under the
+//! append lock as records are appended and superseded (so a snapshot taken under that lock
+//! is exact for its log position), saved in the MANIFEST at a clean close and in every
+//! checkpoint, and rebuilt by the log replay after a crash.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use talus_ringbuf::ENTRY_HEADER_LEN;
+
+use crate::manifest::SegmentUsage;
+
+/// Bytes a record of this payload length takes in the log (entry header and padding).
+pub(crate) fn entry_size(payload_len: usize) -> u64 {
+    (ENTRY_HEADER_LEN + payload_len.div_ceil(8) * 8) as u64
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    written_bytes: AtomicU64,
+    live_bytes: AtomicU64,
+    tombstone_bytes: AtomicU64,
+}
+
+/// The accounting of every segment that holds records, by first address.
+#[derive(Debug)]
+pub(crate) struct UsageTable {
+    segment_size: u64,
+    segments: RwLock<BTreeMap<u64, Counts>>,
+}
+
+impl UsageTable {
+    pub(crate) fn new(segment_size: u64, saved: &[SegmentUsage]) -> UsageTable {
+        let segments = saved
+            .iter()
+            .map(|usage| {
+                let counts = Counts {
+                    written_bytes: AtomicU64::new(usage.written_bytes),
+                    live_bytes: AtomicU64::new(usage.live_bytes),
+                    tombstone_bytes: AtomicU64::new(usage.tombstone_bytes),
+                };
+                (usage.first_address, counts)
+            })
+            .collect();
+        UsageTable { segment_size, segments: RwLock::new(segments) }
+    }
+
+    fn with_counts(&self, address: u64, create: bool, f: impl Fn(&Counts)) {
+        let first = address - address % self.segment_size;
+        if let Some(counts) = self.segments.read().get(&first) {
+            return f(counts);
+        }
+        if create {
+            f(self.segments.write().entry(first).or_default());
+        }
+    }
+
+    /// A record of `size` bytes was appended at `address`: live if it is a put.
+    pub(crate) fn appended(&self, address: u64, size: u64, is_tombstone: bool) {
+        self.with_counts(address, true, |counts| {
+            counts.written_bytes.fetch_add(size, Ordering::Relaxed);
+            match is_tombstone {
+                true => counts.tombstone_bytes.fetch_add(size, Ordering::Relaxed),
+                false => counts.live_bytes.fetch_add(size, Ordering::Relaxed),
+            };
+        });
+    }
+
+    /// A record of `size` bytes was found at `address` that was already superseded when it
+    /// was written (replay of an older version).
+    pub(crate) fn appended_dead(&self, address: u64, size: u64) {
+        self.with_counts(address, true, |counts| {
+            counts.written_bytes.fetch_add(size, Ordering::Relaxed);
+        });
+    }
+
+    /// The live record of `size` bytes at `address` was superseded (overwritten, deleted or
+    /// copied elsewhere by compaction).
+    pub(crate) fn superseded(&self, address: u64, size: u64) {
+        self.with_counts(address, false, |counts| {
+            let _ = counts
+                .live_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| Some(live.saturating_sub(size)));
+        });
+    }
+
+    /// The segment starting at `first` is gone.
+    pub(crate) fn remove(&self, first: u64) {
+        self.segments.write().remove(&first);
+    }
+
+    /// Keeps only the segments `keep` says yes to.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(u64) -> bool) {
+        self.segments.write().retain(|&first, _| keep(first));
+    }
+
+    /// Every segment's numbers, ascending by address.
+    pub(crate) fn snapshot(&self) -> Vec<SegmentUsage> {
+        self.segments
+            .read()
+            .iter()
+            .map(|(&first_address, counts)| {
+                let written_bytes = counts.written_bytes.load(Ordering::Relaxed);
+                let live_bytes = counts.live_bytes.load(Ordering::Relaxed).min(written_bytes);
+                let tombstone_bytes = counts.tombstone_bytes.load(Ordering::Relaxed).min(written_bytes - live_bytes);
+                SegmentUsage { first_address, written_bytes, live_bytes, tombstone_bytes }
+            })
+            .collect()
+    }
+}
