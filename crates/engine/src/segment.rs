@@ -114,6 +114,12 @@ impl Segments {
         self.holes.read().contains(&first_address)
     }
 
+    /// Whether a hole lies between the segments of addresses `from` and `to`.
+    pub(crate) fn hole_between(&self, from: u64, to: u64) -> bool {
+        let (from, to) = (self.first_address_of(from), self.first_address_of(to));
+        from + self.segment_size < to && self.holes.read().range(from + self.segment_size..to).next().is_some()
+    }
+
     /// Every hole at or above `log_begin`, ascending (below it the log has no segments
     /// to miss; retired files there may still wait for [`unlink`](Self::unlink)).
     pub(crate) fn holes_from(&self, log_begin: u64) -> Vec<u64> {

@@ -44,16 +44,51 @@ const MAX_OPS_PER_ROUND: u32 = 1_000;
 /// How long the parent waits for a child's report before it gives up.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Small memory and segments, so that eviction and segment rollover happen all the time.
-fn options(sync_mode: SyncMode) -> Options {
-    Options::new().memory_budget(1 << 20).segment_size(256 << 10).sync_mode(sync_mode)
+/// How a crash loop's children write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Always,
+    Never,
+    /// [`SyncMode::Always`], with compaction and checkpoints running all the time: the
+    /// background thread compacts any segment with 5% garbage and checkpoints every 64 KiB
+    /// of log, and another thread of the child calls `compact` and `checkpoint` in a loop.
+    Compacting,
 }
 
-fn mode_name(sync_mode: SyncMode) -> &'static str {
-    match sync_mode {
-        SyncMode::Always => "always",
-        SyncMode::Never => "never",
-        SyncMode::Periodic(_) => unreachable!("the crash loop runs Always and Never"),
+impl Mode {
+    fn sync_mode(self) -> SyncMode {
+        match self {
+            Mode::Always | Mode::Compacting => SyncMode::Always,
+            Mode::Never => SyncMode::Never,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Always => "always",
+            Mode::Never => "never",
+            Mode::Compacting => "compacting",
+        }
+    }
+
+    fn parse(name: &str) -> Mode {
+        match name {
+            "always" => Mode::Always,
+            "never" => Mode::Never,
+            "compacting" => Mode::Compacting,
+            other => panic!("child: unknown mode {other:?}"),
+        }
+    }
+}
+
+/// Small memory and segments, so that eviction and segment rollover happen all the time.
+fn options(mode: Mode) -> Options {
+    let options = Options::new().memory_budget(1 << 20).segment_size(256 << 10).sync_mode(mode.sync_mode());
+    match mode {
+        Mode::Compacting => {
+            options.compaction_garbage_ratio(0.05).compaction_space_amplification(1.1).checkpoint_every_bytes(64 << 10)
+        }
+        Mode::Always | Mode::Never => options,
     }
 }
 
@@ -212,24 +247,20 @@ fn child_entry_point() {
     let Ok(role) = std::env::var(CHILD_ROLE_ENV) else { return };
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"));
     let dir = env(CHILD_DIR_ENV);
-    let sync_mode = match env(CHILD_MODE_ENV).as_str() {
-        "always" => SyncMode::Always,
-        "never" => SyncMode::Never,
-        other => panic!("child: unknown sync mode {other:?}"),
-    };
+    let mode = Mode::parse(&env(CHILD_MODE_ENV));
     match role.as_str() {
         "write" => {
             let seed: u64 = env(CHILD_SEED_ENV).parse().expect("child: seed");
             let round: u32 = env(CHILD_ROUND_ENV).parse().expect("child: round");
-            child_write(Path::new(&dir), sync_mode, seed, round);
+            child_write(Path::new(&dir), mode, seed, round);
         }
         "hold" => {
-            let db = options(sync_mode).open(&dir).expect("child: open");
+            let db = options(mode).open(&dir).expect("child: open");
             db.put(b"holder", b"the child wrote this").expect("child: put");
             report("ready");
             wait_to_be_killed(db);
         }
-        "probe" => match options(sync_mode).open(&dir) {
+        "probe" => match options(mode).open(&dir) {
             Ok(db) => {
                 db.close().expect("child: close");
                 report("opened");
@@ -242,8 +273,24 @@ fn child_entry_point() {
 }
 
 /// Writes the round's plan, reporting each operation once it returned `Ok`.
-fn child_write(dir: &Path, sync_mode: SyncMode, seed: u64, round: u32) {
-    let db = options(sync_mode).open(dir).expect("child: open after a kill");
+fn child_write(dir: &Path, mode: Mode, seed: u64, round: u32) {
+    let db = std::sync::Arc::new(options(mode).open(dir).expect("child: open after a kill"));
+    if mode == Mode::Compacting {
+        let db = std::sync::Arc::clone(&db);
+        std::thread::spawn(move || {
+            for idx in 0u64.. {
+                let result = match idx % 4 {
+                    0 => db.checkpoint().map(drop),
+                    _ => db.compact().map(drop),
+                };
+                if let Err(error) = result {
+                    report(&format!("failed {error}"));
+                    panic!("child: maintenance failed: {error}");
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        });
+    }
     report("ready");
     let mut plan = Plan::new(seed, round);
     for op_idx in 0..MAX_OPS_PER_ROUND {
@@ -270,7 +317,8 @@ fn child_write(dir: &Path, sync_mode: SyncMode, seed: u64, round: u32) {
         report(&format!("ack {op_idx}"));
     }
     report("done");
-    wait_to_be_killed(db);
+    std::thread::sleep(5 * REPORT_TIMEOUT);
+    std::process::exit(1)
 }
 
 /// Holds the database until the parent kills this process; gives up after a while, so that a
@@ -307,12 +355,12 @@ impl Drop for Child {
 }
 
 impl Child {
-    fn spawn(role: &str, dir: &Path, sync_mode: SyncMode, seed: u64, round: u32) -> Child {
+    fn spawn(role: &str, dir: &Path, mode: Mode, seed: u64, round: u32) -> Child {
         let mut process = Command::new(std::env::current_exe().expect("test binary"))
             .args(["crash::child_entry_point", "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_ROLE_ENV, role)
             .env(CHILD_DIR_ENV, dir)
-            .env(CHILD_MODE_ENV, mode_name(sync_mode))
+            .env(CHILD_MODE_ENV, mode.name())
             .env(CHILD_SEED_ENV, seed.to_string())
             .env(CHILD_ROUND_ENV, round.to_string())
             .stdout(Stdio::piped())
@@ -396,8 +444,8 @@ fn kill_at(rng: &mut SplitMix64) -> KillAt {
 }
 
 /// Runs one child to its kill; returns its protocol lines.
-fn run_child(dir: &Path, sync_mode: SyncMode, seed: u64, round: u32, when: &KillAt) -> Vec<String> {
-    let child = Child::spawn("write", dir, sync_mode, seed, round);
+fn run_child(dir: &Path, mode: Mode, seed: u64, round: u32, when: &KillAt) -> Vec<String> {
+    let child = Child::spawn("write", dir, mode, seed, round);
     let deadline = Instant::now() + REPORT_TIMEOUT;
     match *when {
         KillAt::SoonAfterSpawn { delay_us } => std::thread::sleep(Duration::from_micros(delay_us)),
@@ -531,7 +579,7 @@ fn matching_prefix(start: &State, ops: &[Op], recovered: &State, lowest: usize) 
 
 /// Kills `n_kills` children writing with `sync_mode` into one directory, checking the
 /// state after each kill.
-fn crash_loop(test_name: &str, sync_mode: SyncMode, n_kills: usize) {
+fn crash_loop(test_name: &str, mode: Mode, n_kills: usize) {
     let seed = test_seed(test_name);
     let mut rng = SplitMix64::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -540,19 +588,19 @@ fn crash_loop(test_name: &str, sync_mode: SyncMode, n_kills: usize) {
     for round in 0..n_kills as u32 {
         let context = format!("{test_name}, seed {seed}, round {round}");
         let when = kill_at(&mut rng);
-        let lines = run_child(dir.path(), sync_mode, seed, round, &when);
+        let lines = run_child(dir.path(), mode, seed, round, &when);
         let n_acks = count_acks(&lines, &context);
         let context = format!("{context} (killed {when:?}, {n_acks} operations acknowledged)");
         // The operation after the last acknowledged one may have been under way.
         let n_attempted = (n_acks + 1).min(MAX_OPS_PER_ROUND);
         let ops = Plan::ops(seed, round, n_attempted);
 
-        let db = options(sync_mode)
+        let db = options(mode)
             .open(dir.path())
             .unwrap_or_else(|error| panic!("{context}: open after SIGKILL failed: {error}"));
         let more_keys = ops.iter().flat_map(|op| op.changes.iter().map(|change| change.key().to_vec()));
         let recovered = read_state(&db, more_keys.chain(state.keys().cloned()).collect::<Vec<_>>(), &context);
-        let lowest = match sync_mode {
+        let lowest = match mode.sync_mode() {
             SyncMode::Always => n_acks as usize,
             _ => 0,
         };
@@ -570,16 +618,23 @@ fn crash_loop(test_name: &str, sync_mode: SyncMode, n_kills: usize) {
         }
     }
 
-    let db = options(sync_mode).open(dir.path()).expect("final open");
+    let db = options(mode).open(dir.path()).expect("final open");
     assert_eq!(read_state(&db, Vec::new(), "final open"), state, "seed {seed}: final state");
     db.close().expect("close");
-    let db = options(sync_mode).open(dir.path()).expect("clean open");
+    let mut db = options(mode).open(dir.path()).expect("clean open");
     assert!(db.stats().recovery.clean, "seed {seed}: the last close was clean");
     assert_eq!(read_state(&db, Vec::new(), "clean open"), state, "seed {seed}: state after a clean close");
+    let report = db.verify().expect("verify");
+    assert!(report.is_ok(), "seed {seed}: {:?}", report.problems);
+    let stats = db.stats();
     eprintln!(
         "{test_name}: {n_kills} kills, {n_acked_total} operations acknowledged, {n_lost_total} of them lost, \
-         {n_in_flight_applied} operations in flight recovered, {} keys at the end",
-        state.len()
+         {n_in_flight_applied} operations in flight recovered, {} keys at the end; the log begins at {} \
+         and ends at {} in {} segments",
+        state.len(),
+        stats.log_begin,
+        stats.log_tail,
+        stats.n_segments,
     );
 }
 
@@ -592,12 +647,23 @@ fn n_kills() -> usize {
 
 #[test]
 fn sync_always_keeps_every_acknowledged_write_across_sigkills() {
-    crash_loop("sync_always_keeps_every_acknowledged_write_across_sigkills", SyncMode::Always, n_kills());
+    crash_loop("sync_always_keeps_every_acknowledged_write_across_sigkills", Mode::Always, n_kills());
 }
 
 #[test]
 fn sync_never_recovers_a_prefix_of_the_writes_across_sigkills() {
-    crash_loop("sync_never_recovers_a_prefix_of_the_writes_across_sigkills", SyncMode::Never, n_kills().div_ceil(2));
+    crash_loop("sync_never_recovers_a_prefix_of_the_writes_across_sigkills", Mode::Never, n_kills().div_ceil(2));
+}
+
+/// Issue 8's third criterion: kills land while compaction copies and removes segments and
+/// checkpoints are written; no acknowledged write is lost and no deleted key comes back.
+#[test]
+fn compaction_and_checkpoints_running_lose_no_write_and_resurrect_no_delete_across_sigkills() {
+    crash_loop(
+        "compaction_and_checkpoints_running_lose_no_write_and_resurrect_no_delete_across_sigkills",
+        Mode::Compacting,
+        n_kills(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -606,9 +672,9 @@ fn sync_never_recovers_a_prefix_of_the_writes_across_sigkills() {
 #[test]
 fn a_database_held_by_another_process_is_locked_until_that_process_is_killed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let holder = Child::spawn("hold", dir.path(), SyncMode::Always, 0, 0);
+    let holder = Child::spawn("hold", dir.path(), Mode::Always, 0, 0);
     holder.expect_event("ready");
-    for options in [options(SyncMode::Always), options(SyncMode::Never).repair(true)] {
+    for options in [options(Mode::Always), options(Mode::Never).repair(true)] {
         match options.open(dir.path()) {
             Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
             other => panic!("open while another process holds the database: {other:?}"),
@@ -616,12 +682,12 @@ fn a_database_held_by_another_process_is_locked_until_that_process_is_killed() {
     }
     holder.kill();
 
-    let db = options(SyncMode::Always).open(dir.path()).expect("open after the holder was killed");
+    let db = options(Mode::Always).open(dir.path()).expect("open after the holder was killed");
     assert_eq!(db.get(b"holder").expect("get").as_deref(), Some(&b"the child wrote this"[..]));
     assert!(!db.stats().recovery.clean, "the holder never closed the database");
-    let probe = Child::spawn("probe", dir.path(), SyncMode::Always, 0, 0);
+    let probe = Child::spawn("probe", dir.path(), Mode::Always, 0, 0);
     assert_eq!(probe.finish(), ["locked"], "a child opening the database this process holds");
     db.close().expect("close");
-    let probe = Child::spawn("probe", dir.path(), SyncMode::Always, 0, 0);
+    let probe = Child::spawn("probe", dir.path(), Mode::Always, 0, 0);
     assert_eq!(probe.finish(), ["opened"], "a child opening the database after this process closed it");
 }
