@@ -13,7 +13,7 @@ use crate::encoding;
 use crate::progress;
 
 /// The Talus key-value engine from a terminal: try it, look inside a database, check and
-/// repair it, move data in and out, measure it.
+/// repair it, compact, checkpoint and back it up, move data in and out, measure it.
 #[derive(Debug, Parser)]
 #[command(name = "talus", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
@@ -66,6 +66,26 @@ pub(crate) enum Command {
     Stats(StatsArgs),
     /// Verify every record's checksum and that the index agrees with the log.
     Check(CheckArgs),
+    /// Give back the space of overwritten and deleted records now.
+    ///
+    /// Copies the live records of every segment file worth it (one that is mostly
+    /// garbage, or any with garbage while the log takes much more space than its live
+    /// records) to the end of the log and removes the file. The segment being written is
+    /// never compacted. The engine also does this in the background while a database is
+    /// open; this command does it all at once and reports what it did.
+    Compact(JsonArgs),
+    /// Write an index checkpoint now, to bound the log replayed after a crash.
+    ///
+    /// Recovery after a crash loads the newest checkpoint and replays only the log written
+    /// after it (a clean close needs neither). The checkpoint goes to checkpoints/ in the database directory (the newest two are
+    /// kept). The engine also writes one after every GiB of log.
+    Checkpoint(JsonArgs),
+    /// Copy the database into BACKUP_DIR (new or empty); `--db BACKUP_DIR` opens the copy.
+    ///
+    /// The copy holds every write made before the command started. Segment files that are no longer written are hard-linked when BACKUP_DIR is on the
+    /// same file system (the copy then takes little space of its own until compaction
+    /// removes them from the database), the rest copied; a fresh checkpoint goes with them.
+    Backup(BackupArgs),
     /// Measure the engine: load keys, then run a mixed workload, in a temporary database.
     Bench(crate::bench::BenchArgs),
 }
@@ -119,6 +139,26 @@ pub(crate) struct FileArgs {
 #[derive(Debug, Args)]
 pub(crate) struct StatsArgs {
     /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also list the log's segment files: bytes written, live, in tombstones and dead, and
+    /// the dead share (garbage) that compaction gives back (`--json` always lists them).
+    #[arg(long)]
+    pub(crate) segments: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JsonArgs {
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The backup directory (created if missing; it must be empty).
+    pub(crate) backup_dir: PathBuf,
+    /// Print one JSON object instead of a sentence.
     #[arg(long)]
     pub(crate) json: bool,
 }

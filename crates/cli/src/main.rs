@@ -1,5 +1,6 @@
 //! `talus`: the command-line tool of the Talus engine. Try a database from a terminal,
-//! look inside one, check and repair it, move data in and out, and measure the engine.
+//! look inside one, check and repair it, compact, checkpoint and back it up, move data in
+//! and out, and measure the engine.
 //!
 //! Exit codes: 0 success; 1 a key not found (`get`, `delete`) or problems found by
 //! `check`; 2 any error, as one line on stderr.
@@ -9,6 +10,7 @@ mod check;
 mod cli;
 mod encoding;
 mod histogram;
+mod maintenance;
 mod ops;
 mod progress;
 mod stats;
@@ -65,6 +67,9 @@ fn main() -> ExitCode {
         Command::Export(args) => transfer::export(&cli.global, args),
         Command::Stats(args) => stats::stats(&cli.global, args),
         Command::Check(args) => check::check(&cli.global, args),
+        Command::Compact(args) => maintenance::compact(&cli.global, args),
+        Command::Checkpoint(args) => maintenance::checkpoint(&cli.global, args),
+        Command::Backup(args) => maintenance::backup(&cli.global, args),
         Command::Bench(args) => bench::bench(&cli.global, args),
     };
     match result {

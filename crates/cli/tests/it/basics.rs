@@ -9,7 +9,8 @@ use talus_testkit::{SplitMix64, pattern, test_seed};
 
 use crate::support::{Pairs, TempDb, assert_key_not_found, hex, output_of, path_arg, run, talus_command, unhex};
 
-const SUBCOMMANDS: [&str; 9] = ["put", "get", "delete", "scan", "export", "import", "stats", "check", "bench"];
+const SUBCOMMANDS: [&str; 12] =
+    ["put", "get", "delete", "scan", "export", "import", "stats", "check", "compact", "checkpoint", "backup", "bench"];
 
 #[test]
 fn put_get_delete_round_trip() {

@@ -8,6 +8,7 @@ mod basics;
 mod bench;
 mod check;
 mod errors;
+mod maintenance;
 mod support;
 mod transfer;
 mod verbose;
