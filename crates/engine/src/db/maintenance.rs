@@ -36,8 +36,9 @@ use crate::usage::entry_size;
 
 /// How often the background thread looks for work.
 const TICK: Duration = Duration::from_millis(100);
-/// Segments compacted per background tick at most (the thread then looks again).
-const SEGMENTS_PER_TICK: usize = 4;
+/// Segments compacted per background tick at most: in effect, as many as are worth it (a
+/// rate limit, if set, is what keeps compaction from crowding out writers).
+const SEGMENTS_PER_TICK: usize = 1024;
 /// Below the garbage ratio, a segment is compacted for space amplification only if at
 /// least this fraction of it is garbage (copying a nearly live segment gains nothing).
 const MIN_GARBAGE_FOR_SPACE: f64 = 0.1;
