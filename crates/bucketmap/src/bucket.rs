@@ -43,7 +43,7 @@ impl Layout {
 
     /// The bucket files' user version: cell format, key and value sizes. Opening a file
     /// made for other sizes is a typed error from the datapool.
-    fn user_version(&self) -> u64 {
+    pub(crate) fn user_version(&self) -> u64 {
         (CELL_FORMAT_VERSION << 56) | ((self.key_len as u64) << 28) | self.value_len as u64
     }
 }
@@ -170,6 +170,16 @@ impl Bucket {
 
     pub(crate) fn flush(&mut self) -> Result<()> {
         Ok(self.pool.flush()?)
+    }
+
+    /// The bucket's data bytes (for a snapshot).
+    pub(crate) fn data(&self) -> &[u8] {
+        self.pool.as_slice()
+    }
+
+    /// The name of this bucket's file.
+    pub(crate) fn file_name(&self) -> String {
+        file_name(self.idx, self.generation)
     }
 
     fn cell(&self, cell: u64) -> &[u8] {

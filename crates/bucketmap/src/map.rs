@@ -2,10 +2,11 @@
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytemuck::Pod;
+use talus_datapool::{Datapool as _, FileBackedOptions};
 
 use crate::bucket::{Bucket, BucketStats, Layout, is_bucket_file};
 use crate::config::BucketMapConfig;
@@ -451,6 +452,64 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         manifest.write(&self.dirs[0])?;
         self.marked_unclean.store(false, Ordering::Release);
         Ok(())
+    }
+
+    /// Writes a copy of the map into `dir` (created if missing; it must hold no map) that
+    /// opens as a clean map, with the same seed and placement, through
+    /// [`open`](Self::open) with `dir` as its only directory. Returns the entries copied.
+    ///
+    /// Writers go on meanwhile: each bucket is copied under its read lock, one at a time, so
+    /// a writer waits at most for one bucket's memory copy (a few milliseconds for a bucket
+    /// of a million cells); the file is written and synced after the lock is released. Each
+    /// bucket's copy is consistent; different buckets are copied at different moments.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] if `dir` holds a map's manifest; I/O errors (a partial copy
+    /// may be left in `dir`, without a manifest).
+    pub fn snapshot_to(&self, dir: impl AsRef<Path>) -> Result<u64> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        let manifest_path = dir.join(MANIFEST_NAME);
+        if manifest_path.exists() {
+            return Err(Error::AlreadyExists { path: manifest_path });
+        }
+        let mut records = Vec::with_capacity(self.buckets.len());
+        for lock in &self.buckets {
+            // The target is made (a file created and synced) before the lock is taken; a
+            // bucket that grows meanwhile gets a new one.
+            let mut expected = read(lock).record();
+            let (record, image) = loop {
+                let path = dir.join(read(lock).file_name());
+                let data_len = expected.n_cells as usize * self.layout.cell_len;
+                let mut image = FileBackedOptions::new().create(&path, data_len, self.layout.user_version())?;
+                let bucket = read(lock);
+                let record = bucket.record();
+                if record.n_cells == expected.n_cells && record.generation == expected.generation {
+                    image.as_mut_slice().copy_from_slice(bucket.data());
+                    break (record, image);
+                }
+                drop(bucket);
+                drop(image);
+                std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
+                expected = record;
+            };
+            image.close()?;
+            records.push(crate::manifest::BucketRecord { dir_idx: 0, ..record });
+        }
+        fsync_dir(dir)?;
+        let manifest = Manifest {
+            clean: true,
+            seed: self.seed,
+            bucket_bits: self.bucket_bits,
+            max_search: self.max_search as u32,
+            key_len: self.layout.key_len as u32,
+            value_len: self.layout.value_len as u32,
+            n_dirs: 1,
+            buckets: records,
+        };
+        manifest.write(dir)?;
+        Ok(manifest.buckets.iter().map(|record| record.n_entries).sum())
     }
 
     /// Flushes and closes the map, reporting any error.

@@ -6,3 +6,4 @@ mod crash;
 mod growth;
 mod model;
 mod persistence;
+mod snapshot;
