@@ -482,7 +482,10 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             let (record, image) = loop {
                 let path = dir.join(read(lock).file_name());
                 let data_len = expected.n_cells as usize * self.layout.cell_len;
-                let mut image = FileBackedOptions::new().create(&path, data_len, self.layout.user_version())?;
+                // Buffered, not O_DIRECT: a snapshot is usually read back soon (a recovery
+                // after a killed process finds it in the page cache).
+                let mut image =
+                    FileBackedOptions::new().direct_io(false).create(&path, data_len, self.layout.user_version())?;
                 let bucket = read(lock);
                 let record = bucket.record();
                 if record.n_cells == expected.n_cells && record.generation == expected.generation {

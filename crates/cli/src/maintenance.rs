@@ -62,10 +62,9 @@ pub(crate) fn checkpoint(global: &Global, args: &JsonArgs) -> Result<Outcome> {
     let db = open(global)?;
     let report = db.checkpoint().context("writing a checkpoint")?;
     db.close()?;
-    let path = global.db.join(&report.file);
+    let path = &report.path;
     if args.json {
         let summary = json!({
-            "file": report.file,
             "path": path.display().to_string(),
             "replay_from": report.replay_from,
             "covers_until": report.covers_until,

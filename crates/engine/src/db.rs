@@ -15,12 +15,14 @@ use talus_datapool::{Memory, MemoryOptions};
 use talus_ringbuf::{Allocation, EvictAction, Ring, RingBuffer, RingConfig};
 
 use crate::batch::{BatchOp, WriteBatch};
-use crate::checkpoint::{CHECKPOINT_DIR, checkpoint_path, parse_checkpoint_name};
+use crate::checkpoint::list_checkpoints;
 use crate::error::{Error, Result, corruption, io_error};
 use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
 use crate::options::{CompactionOptions, Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
-use crate::recovery::{KeyHash, Rebuild, insert_new, remove_index_dir, truncate_at};
+use crate::recovery::{
+    KeyHash, Rebuild, discard_index_dir, insert_new, leftover_discarded_dirs, remove_discarded, truncate_at,
+};
 use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
 use crate::stats::{Counters, RecoveryStats, SegmentStats, Stats};
 use crate::storage::{Storage, StorageLock};
@@ -115,6 +117,10 @@ struct Inner {
     maintenance: Mutex<Maintenance>,
     /// Retired segments whose files could not be removed yet (an iterator was open).
     pending_removals: Mutex<Vec<u64>>,
+    /// Where index checkpoints go.
+    checkpoint_dir: PathBuf,
+    /// Old index directories still to remove.
+    discarded: Mutex<Vec<PathBuf>>,
     /// Iterators hold it shared (they may read records through addresses compaction has
     /// since moved); a retired segment's file is removed only while it is held exclusively.
     removal_barrier: RwLock<()>,
@@ -182,6 +188,8 @@ struct Maintenance {
     /// Where the newest checkpoint ends (the open's log end if there is none).
     last_checkpoint_covers_until: u64,
     last_checkpoint_at: Instant,
+    /// A checkpoint should be written at the next chance (the open used up the last one).
+    checkpoint_due: bool,
     /// Segments whose compaction failed (damage): not tried again until reopened.
     failed_segments: Vec<u64>,
 }
@@ -222,6 +230,7 @@ impl Db {
         storage: Arc<dyn Storage>,
         path: PathBuf,
         index_dir: PathBuf,
+        checkpoint_dir: PathBuf,
         options: Options,
     ) -> Result<Db> {
         let started = Instant::now();
@@ -298,14 +307,12 @@ impl Db {
             },
             false => None,
         };
-        let checkpoint_names = match storage.list(CHECKPOINT_DIR) {
-            Ok(names) => names,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => return Err(io_error("list the checkpoints", CHECKPOINT_DIR)(error)),
-        };
-        let mut checkpoints: Vec<u64> =
-            checkpoint_names.iter().filter_map(|name| parse_checkpoint_name(name)).collect();
-        checkpoints.sort_unstable_by(|a, b| b.cmp(a));
+        let checkpoints = list_checkpoints(&checkpoint_dir)?;
+        // Index directories moved aside (by this open, or by an earlier one that did not get
+        // to remove them): removed by the maintenance thread, or at close.
+        let discarded = Mutex::new(leftover_discarded_dirs(&index_dir));
+        // Checkpoints this open used up (its index became the index) or found unusable.
+        let mut used_up: Vec<PathBuf> = Vec::new();
         let (index, usage, log_end, next_seq) = match clean_index {
             Some(index) => {
                 check_clean_log_end(&segments, manifest.log_end)?;
@@ -315,7 +322,7 @@ impl Db {
             }
             None => {
                 let _span = tracing::info_span!("rebuild the index").entered();
-                remove_index_dir(&index_dir)?;
+                discard_index_dir(&index_dir, &discarded)?;
                 if manifest.cut_at_log_end {
                     // A failed sync poisoned the last run: bytes after the durable end may
                     // be in the page cache only, so they are cut, not replayed.
@@ -332,7 +339,6 @@ impl Db {
                 let complete_until = if manifest.clean { manifest.log_end } else { 0 };
                 let rebuild = Rebuild {
                     segments: &segments,
-                    storage: &storage,
                     hasher: &hasher,
                     index_config: &index_config,
                     index_dir: &index_dir,
@@ -340,17 +346,23 @@ impl Db {
                     log_begin: manifest.log_begin,
                     repair: options.repair,
                     complete_until,
+                    discarded: &discarded,
                 };
                 // The newest checkpoint that loads whole; `repair` trusts only the log.
                 let mut from_checkpoint = None;
-                for &covers_until in checkpoints.iter().filter(|_| !options.repair) {
-                    match rebuild.replay_after_checkpoint(covers_until, &mut progress)? {
+                for (covers_until, dir) in checkpoints.iter().filter(|_| !options.repair) {
+                    let covers_until = *covers_until;
+                    match rebuild.replay_after_checkpoint(dir, covers_until, &mut progress)? {
                         Some(rebuilt) => {
                             recovery.checkpoint_covers_until = Some(covers_until);
                             from_checkpoint = Some(rebuilt);
+                            used_up.push(dir.clone());
                             break;
                         }
-                        None => recovery.n_checkpoints_rejected += 1,
+                        None => {
+                            recovery.n_checkpoints_rejected += 1;
+                            used_up.push(dir.clone());
+                        }
                     }
                 }
                 let rebuilt = match from_checkpoint {
@@ -373,14 +385,21 @@ impl Db {
                 (rebuilt.index, rebuilt.usage, outcome.log_end, next_seq)
             }
         };
-        // Checkpoints that cover more log than there is (a repair cut it) can never be used.
-        for &covers_until in checkpoints.iter().filter(|&&covers_until| covers_until > log_end || options.repair) {
-            let path = checkpoint_path(covers_until);
-            tracing::warn!(path, "removing a checkpoint the log no longer matches");
-            storage.remove(&path).map_err(io_error("remove a checkpoint", &path))?;
+        // Checkpoints that cover more log than there is (a repair cut it) can never be used,
+        // nor can the ones used up or found damaged.
+        for (covers_until, dir) in &checkpoints {
+            if *covers_until > log_end || options.repair || used_up.contains(dir) {
+                tracing::info!(dir = %dir.display(), "removing a checkpoint that was used up or cannot be used");
+                remove_checkpoint(dir)?;
+            }
         }
-        let last_checkpoint =
-            checkpoints.iter().copied().find(|&covers_until| covers_until <= log_end && !options.repair);
+        let last_checkpoint = checkpoints
+            .iter()
+            .filter(|(_, dir)| !used_up.contains(dir))
+            .map(|(covers_until, _)| *covers_until)
+            .find(|&covers_until| covers_until <= log_end && !options.repair);
+        // After a rebuild from a checkpoint, that checkpoint is gone: a new one is due.
+        let checkpoint_due = recovery.checkpoint_covers_until.is_some();
         // From here until a clean close, the index and the log may disagree on disk.
         manifest.clean = false;
         manifest.cut_at_log_end = false;
@@ -428,11 +447,14 @@ impl Db {
             checkpoint_interval: options.checkpoint_interval,
             maintenance: Mutex::new(Maintenance {
                 last_checkpoint_covers_until: last_checkpoint.unwrap_or(log_end),
+                checkpoint_due,
                 last_checkpoint_at: Instant::now(),
                 failed_segments: Vec::new(),
             }),
             pending_removals: Mutex::new(Vec::new()),
             removal_barrier: RwLock::new(()),
+            checkpoint_dir,
+            discarded,
             stopping: AtomicBool::new(false),
             counters: AtomicCounters::default(),
             recovery,
@@ -922,6 +944,15 @@ fn is_locked(error: &talus_bucketmap::Error) -> bool {
     matches!(error, talus_bucketmap::Error::Pool(talus_datapool::Error::Locked { .. }))
 }
 
+/// Removes a checkpoint directory.
+pub(crate) fn remove_checkpoint(dir: &Path) -> Result<()> {
+    std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
+        op: "remove a checkpoint",
+        file: dir.display().to_string(),
+        source,
+    })
+}
+
 fn spawn_sync_thread(inner: Arc<Inner>, interval: Duration) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("talus-sync".to_owned())
@@ -1242,6 +1273,7 @@ impl Inner {
         drop(_append);
         // Retired segments an iterator kept alive (no iterator outlives the database).
         self.remove_pending_segments(true)?;
+        remove_discarded(&self.discarded);
         Ok(())
     }
 

@@ -63,6 +63,14 @@ pub struct Options {
     pub(crate) compaction: CompactionOptions,
     pub(crate) checkpoint_every_bytes: u64,
     pub(crate) checkpoint_interval: Option<Duration>,
+    pub(crate) checkpoint_dir: Option<PathBuf>,
+}
+
+/// `<dir>.<suffix>`, beside `dir`.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
 }
 
 /// When compaction runs and how fast (see [`Options::background_compaction`]).
@@ -101,6 +109,7 @@ impl Default for Options {
             },
             checkpoint_every_bytes: DEFAULT_CHECKPOINT_EVERY_BYTES,
             checkpoint_interval: None,
+            checkpoint_dir: None,
         }
     }
 }
@@ -267,6 +276,14 @@ impl Options {
         self
     }
 
+    /// Where index checkpoints go: by default `checkpoints/` in the database directory, or
+    /// beside the index directory (`<index dir>.checkpoints`) for a database on a custom
+    /// [`Storage`].
+    pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
     #[doc(hidden)]
     pub fn hash_bits_for_testing(mut self, bits: u32) -> Self {
         self.hash_bits = bits.clamp(1, 64);
@@ -298,7 +315,8 @@ impl Options {
             source,
         })?;
         let index_dir = self.index_dir.clone().unwrap_or_else(|| path.join("index"));
-        Db::open_with(Arc::new(storage), path.to_path_buf(), index_dir, self)
+        let checkpoint_dir = self.checkpoint_dir.clone().unwrap_or_else(|| path.join("checkpoints"));
+        Db::open_with(Arc::new(storage), path.to_path_buf(), index_dir, checkpoint_dir, self)
     }
 
     /// Opens a database whose log and MANIFEST live in `storage` (for example a
@@ -310,6 +328,7 @@ impl Options {
     /// As [`open`](Self::open).
     pub fn open_with_storage(self, storage: Arc<dyn Storage>, index_dir: impl Into<PathBuf>) -> Result<Db> {
         let index_dir = index_dir.into();
-        Db::open_with(storage, PathBuf::from(crate::db::STORAGE_PATH), index_dir, self)
+        let checkpoint_dir = self.checkpoint_dir.clone().unwrap_or_else(|| sibling(&index_dir, "checkpoints"));
+        Db::open_with(storage, PathBuf::from(crate::db::STORAGE_PATH), index_dir, checkpoint_dir, self)
     }
 }

@@ -2,18 +2,19 @@
 //! torn tail (cut silently) from damage in the middle (an error, or cut with `repair`),
 //! and hand every record of every complete batch to the caller, in log order.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use talus_bucketmap::{BucketMap, BucketMapConfig};
 use talus_ringbuf::{ENTRY_ALIGN, ENTRY_HEADER_LEN, EntryHeader, EntryState};
 
-use crate::checkpoint::{LoadedCheckpoint, checkpoint_path, load, read_header};
+use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_INDEX_DIR, CheckpointMeta};
 use crate::db::MAX_KEYS_PER_HASH;
 use crate::error::{Error, Result, corruption, io_error};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, Record, RecordKind};
 use crate::segment::{SEGMENT_HEADER_LEN, Segments, check_entry_fits, entry_payload_len, segment_path};
-use crate::storage::Storage;
 use crate::storage::StorageFile;
 use crate::usage::{UsageTable, entry_size};
 
@@ -21,7 +22,6 @@ use crate::usage::{UsageTable, entry_size};
 /// whole log.
 pub(crate) struct Rebuild<'a> {
     pub(crate) segments: &'a Segments,
-    pub(crate) storage: &'a Arc<dyn Storage>,
     pub(crate) hasher: &'a KeyHash,
     pub(crate) index_config: &'a BucketMapConfig,
     pub(crate) index_dir: &'a Path,
@@ -29,6 +29,8 @@ pub(crate) struct Rebuild<'a> {
     pub(crate) log_begin: u64,
     pub(crate) repair: bool,
     pub(crate) complete_until: u64,
+    /// Index directories moved out of the way, to be removed later (off the open's path).
+    pub(crate) discarded: &'a Mutex<Vec<PathBuf>>,
 }
 
 /// What a rebuild produced.
@@ -44,7 +46,7 @@ impl Rebuild<'_> {
     /// An index sized for `n_entries` (at most 3/4 full), so loading does not grow it step
     /// by step (a new file per bucket per doubling).
     fn new_index(&self, n_entries: u64) -> Result<BucketMap<u64, u64>> {
-        remove_index_dir(self.index_dir)?;
+        discard_index_dir(self.index_dir, self.discarded)?;
         let per_bucket = (n_entries.saturating_mul(4) / 3) >> self.index_config.bucket_bits;
         let cells_log2 = (64 - per_bucket.leading_zeros()).clamp(12, 26);
         Ok(BucketMap::create(self.index_config.clone().initial_cells_log2(cells_log2))?)
@@ -61,66 +63,117 @@ impl Rebuild<'_> {
         Ok(Rebuilt { index, usage, outcome, next_seq: 0 })
     }
 
-    /// Loads the checkpoint that covers the log up to `covers_until` and replays the log
-    /// since. `None` (with the reason logged) if the checkpoint cannot be used: damaged,
-    /// torn, from another database, or covering more log than there is.
+    /// Starts from the checkpoint in `dir` and replays the log since. `None` (with the
+    /// reason logged) if the checkpoint cannot be used: damaged, torn, from another
+    /// database, or covering more log than there is.
     pub(crate) fn replay_after_checkpoint(
         &self,
+        dir: &Path,
         covers_until: u64,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Option<Rebuilt>> {
-        let path = checkpoint_path(covers_until);
-        let _span = tracing::info_span!("load a checkpoint", path).entered();
-        let loaded = self.load_checkpoint(&path, covers_until);
-        let (index, checkpoint) = match loaded {
+        let _span = tracing::info_span!("load a checkpoint", dir = %dir.display()).entered();
+        let (index, meta) = match self.load_checkpoint(dir, covers_until) {
             Ok(loaded) => loaded,
             Err(error) => {
-                tracing::warn!(%error, path, "not using a checkpoint");
-                remove_index_dir(self.index_dir)?;
+                tracing::warn!(%error, dir = %dir.display(), "not using a checkpoint");
+                discard_index_dir(self.index_dir, self.discarded)?;
                 return Ok(None);
             }
         };
-        let header = checkpoint.header;
-        let usage = UsageTable::new(self.segments.segment_size, &checkpoint.usage);
+        let usage = UsageTable::new(self.segments.segment_size, &meta.usage);
         let live: std::collections::BTreeSet<u64> = self.segments.first_addresses().into_iter().collect();
         usage.retain(|first| live.contains(&first));
-        let from = header.replay_from.max(self.log_begin);
+        let from = meta.replay_from.max(self.log_begin);
         let outcome = scan_log(self.segments, from, false, self.complete_until, progress, |address, record| {
             let usage = (address >= covers_until).then_some(&usage);
             replay(&index, self.segments, self.hasher, address, record, usage)
         })?;
         if outcome.log_end < covers_until {
-            tracing::warn!(path, log_end = outcome.log_end, "the log ends before the checkpoint does; not using it");
+            tracing::warn!(dir = %dir.display(), log_end = outcome.log_end, "the log ends before the checkpoint does; not using it");
             drop(index);
-            remove_index_dir(self.index_dir)?;
+            discard_index_dir(self.index_dir, self.discarded)?;
             return Ok(None);
         }
-        tracing::info!(path, n_entries = header.n_entries, replay_from = from, "loaded a checkpoint");
-        Ok(Some(Rebuilt { index, usage, outcome, next_seq: header.next_seq }))
+        tracing::info!(dir = %dir.display(), n_entries = meta.n_entries, replay_from = from, "loaded a checkpoint");
+        Ok(Some(Rebuilt { index, usage, outcome, next_seq: meta.next_seq }))
     }
 
-    fn load_checkpoint(&self, path: &str, covers_until: u64) -> Result<(BucketMap<u64, u64>, LoadedCheckpoint)> {
-        let file = self.storage.open(path, false).map_err(io_error("open a checkpoint", path))?;
-        let header = read_header(file.as_ref(), path)?;
-        if header.db_id != self.db_id || header.covers_until != covers_until {
-            return Err(corruption(path, 16, "the checkpoint belongs to another database or file name"));
+    /// Moves the checkpoint's index into place (the checkpoint is used up: the index changes
+    /// in place from here on, and a new checkpoint is due) and opens it, which verifies
+    /// every bucket file's checksum; then drops the entries that point into segments
+    /// compaction removed since the checkpoint (the records were copied, and the copies are
+    /// in the log replayed after it).
+    fn load_checkpoint(&self, dir: &Path, covers_until: u64) -> Result<(BucketMap<u64, u64>, CheckpointMeta)> {
+        let meta = CheckpointMeta::read(dir)?;
+        let shown = dir.join(CHECKPOINT_FILE).display().to_string();
+        if meta.db_id != self.db_id || meta.covers_until != covers_until {
+            return Err(corruption(&shown, 16, "the checkpoint belongs to another database or directory name"));
         }
-        let index = self.new_index(header.n_entries)?;
-        let segments = self.segments;
-        let loaded = load(file.as_ref(), path, header, &mut |hash, address| {
-            if address >= covers_until {
-                return Err(corruption(path, 0, format!("an entry points at {address}, past the checkpoint's end")));
+        discard_index_dir(self.index_dir, self.discarded)?;
+        let copy = dir.join(CHECKPOINT_INDEX_DIR);
+        if std::fs::rename(&copy, self.index_dir).is_err() {
+            // Another file system (a custom index or checkpoint directory): copy instead.
+            copy_dir_files(&copy, self.index_dir)?;
+        }
+        let index = BucketMap::open(self.index_config.clone().verify_on_open(true))?;
+        if index.len() != meta.n_entries {
+            return Err(corruption(
+                &shown,
+                48,
+                format!("the index copy holds {} entries, not {}", index.len(), meta.n_entries),
+            ));
+        }
+        let gone: Vec<u64> = meta
+            .segments
+            .iter()
+            .copied()
+            .filter(|&first| first < self.log_begin || self.segments.is_hole(first))
+            .collect();
+        let lost = meta.segments.iter().find(|&&first| {
+            first >= self.log_begin && !self.segments.is_hole(first) && self.segments.file(first).is_none()
+        });
+        if let Some(&lost) = lost {
+            // Not removed by compaction, yet missing: the log is damaged (the whole-log
+            // replay reports it where it is).
+            return Err(corruption(
+                &shown,
+                0,
+                format!("the segment at address {lost} the checkpoint needs is missing"),
+            ));
+        }
+        if !gone.is_empty() {
+            let segment_size = self.segments.segment_size;
+            let stale: Vec<(u64, u64)> = index
+                .iter()
+                .filter(|&(_, address)| gone.binary_search(&(address - address % segment_size)).is_ok())
+                .collect();
+            tracing::info!(
+                n_segments = gone.len(),
+                n_entries = stale.len(),
+                "dropping entries of segments compacted since the checkpoint"
+            );
+            for (hash, address) in stale {
+                index.remove_if(&hash, |&entry| entry == address)?;
             }
-            let first = segments.first_address_of(address);
-            if address < self.log_begin || segments.is_hole(first) {
-                // Compaction moved this record after the checkpoint was taken; the copy
-                // (or whatever superseded it) is in the log replayed since.
-                return Ok(());
-            }
-            insert_new(&index, hash, address)
-        })?;
-        Ok((index, loaded))
+        }
+        Ok((index, meta))
     }
+}
+
+/// Copies every file of `from` into `to` (created).
+fn copy_dir_files(from: &Path, to: &Path) -> Result<()> {
+    let io = |op: &'static str, path: &Path| {
+        let file = path.display().to_string();
+        move |source| Error::Io { op, file, source }
+    };
+    std::fs::create_dir_all(to).map_err(io("create the index directory", to))?;
+    for entry in std::fs::read_dir(from).map_err(io("list a checkpoint's index", from))? {
+        let entry = entry.map_err(io("list a checkpoint's index", from))?;
+        let target = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &target).map_err(io("copy a checkpoint's index", &target))?;
+    }
+    Ok(())
 }
 
 /// Removes the index directory (to rebuild the index from scratch).
@@ -129,6 +182,59 @@ pub(crate) fn remove_index_dir(index_dir: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::Io { op: "remove the old index", file: index_dir.display().to_string(), source }),
+    }
+}
+
+/// The prefix of the names index directories get when they are moved out of the way.
+pub(crate) const DISCARDED_SUFFIX: &str = "discarded-";
+
+/// Moves the index directory out of the way (renamed beside it, `<index>.discarded-N`) and
+/// lists it in `discarded` for removal later: removing a large index takes a while, and an
+/// open after a crash should not wait for it.
+pub(crate) fn discard_index_dir(index_dir: &Path, discarded: &Mutex<Vec<PathBuf>>) -> Result<()> {
+    if !index_dir.exists() {
+        return Ok(());
+    }
+    let mut name = index_dir.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(format!(".{DISCARDED_SUFFIX}"));
+    for n in 0u32.. {
+        let mut candidate = name.clone();
+        candidate.push(n.to_string());
+        let target = index_dir.with_file_name(candidate);
+        if target.exists() {
+            continue;
+        }
+        return match std::fs::rename(index_dir, &target) {
+            Ok(()) => {
+                discarded.lock().push(target);
+                Ok(())
+            }
+            Err(_) => remove_index_dir(index_dir),
+        };
+    }
+    unreachable!("some name is free")
+}
+
+/// Index directories an earlier run moved out of the way and did not get to remove.
+pub(crate) fn leftover_discarded_dirs(index_dir: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (index_dir.parent(), index_dir.file_name()) else { return Vec::new() };
+    let prefix = format!("{}.{DISCARDED_SUFFIX}", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes the directories [`discard_index_dir`] moved aside (errors are logged: they are
+/// tried again at the next open).
+pub(crate) fn remove_discarded(discarded: &Mutex<Vec<PathBuf>>) {
+    let dirs = std::mem::take(&mut *discarded.lock());
+    for dir in dirs {
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(%error, dir = %dir.display(), "removing an old index failed");
+        }
     }
 }
 

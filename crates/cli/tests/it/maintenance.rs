@@ -1,6 +1,6 @@
 //! `talus compact`, `talus checkpoint` and `talus backup`, and what `talus stats` shows of
 //! the log's space: compaction gives back the space of overwrites and deletes and every
-//! pair still reads back; a checkpoint is a file under `checkpoints/`; a backup opens with
+//! pair still reads back; a checkpoint is a directory under `checkpoints/`; a backup opens with
 //! `--db` and exports exactly what the source exported, and a non-empty backup directory is
 //! refused with one line; none of the three creates a database that is not there; `stats`
 //! lists the live, tombstone and dead bytes, the space amplification and every segment.
@@ -186,18 +186,20 @@ fn compact_says_what_it_did_in_one_line() {
 }
 
 #[test]
-fn checkpoint_writes_a_file_under_checkpoints() {
+fn checkpoint_writes_a_directory_under_checkpoints() {
     let (db, pairs) = import_with_overwrites();
     let out = db.run(&["checkpoint", "--json"]).success();
     let report = json_of(&out);
-    let file = report["file"].as_str().unwrap_or_else(|| panic!("file is a string: {report}"));
-    assert!(file.starts_with("checkpoints/") && file.ends_with(".ckpt"), "{report}");
-    let path = db.path.join(file);
-    assert_eq!(report["path"].as_str(), Some(path_arg(&path)), "{report}");
-    let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
-    assert!(bytes.starts_with(b"TALUSCKP"), "a checkpoint file starts with its magic");
-    assert_eq!(bytes.len() as u64, u64_field(&report, "n_bytes"), "{report}");
+    let path =
+        std::path::PathBuf::from(report["path"].as_str().unwrap_or_else(|| panic!("path is a string: {report}")));
+    assert_eq!(path.parent(), Some(db.path.join("checkpoints").as_path()), "{report}");
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_else(|| panic!("a name: {report}"));
+    assert_eq!(name, format!("{:016x}", u64_field(&report, "covers_until")), "named by what it covers: {report}");
+    let meta = std::fs::read(path.join("CHECKPOINT")).unwrap_or_else(|error| panic!("read CHECKPOINT: {error}"));
+    assert!(meta.starts_with(b"TALUSCKP"), "a checkpoint's metadata starts with its magic");
+    assert!(path.join("index").join("MANIFEST").is_file(), "a checkpoint holds a copy of the index");
     assert_eq!(u64_field(&report, "n_entries"), pairs.len() as u64, "one entry per key: {report}");
+    assert!(u64_field(&report, "n_bytes") > meta.len() as u64, "{report}");
     assert!(u64_field(&report, "replay_from") <= u64_field(&report, "covers_until"), "{report}");
     u64_field(&report, "duration_us");
 
@@ -206,8 +208,8 @@ fn checkpoint_writes_a_file_under_checkpoints() {
     let checkpoints = db.path.join("checkpoints");
     assert!(line.starts_with(&format!("wrote {}/", path_arg(&checkpoints))), "{}", out.describe());
     assert!(line.contains(&format!("{} index entries", pairs.len())), "{}", out.describe());
-    let n_files = std::fs::read_dir(&checkpoints).expect("list checkpoints").count();
-    assert!(n_files >= 1, "the checkpoints are files in {}", checkpoints.display());
+    let n_dirs = std::fs::read_dir(&checkpoints).expect("list checkpoints").count();
+    assert!(n_dirs >= 1, "the checkpoints are directories in {}", checkpoints.display());
 
     assert!(export_of(&db.path) == pairs, "a checkpoint changes no pair");
     assert_eq!(db.stats_json()["recovery"]["clean"], true);

@@ -25,8 +25,12 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::remove_checkpoint;
 use super::{Db, Inner, Loc, Maintenance, STORAGE_PATH, bump};
-use crate::checkpoint::{CHECKPOINT_DIR, CHECKPOINTS_KEPT, CheckpointWriter, parse_checkpoint_name};
+use crate::checkpoint::{
+    CHECKPOINT_FILE, CHECKPOINT_INDEX_DIR, CHECKPOINT_TEMP, CHECKPOINTS_KEPT, CheckpointMeta, checkpoint_name,
+    list_checkpoints, sync_dir, write_synced,
+};
 use crate::error::{Error, Result, corruption, io_error};
 use crate::manifest::MANIFEST_PATH;
 use crate::record::{self, Record, RecordKind};
@@ -65,15 +69,15 @@ pub struct CompactionReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckpointReport {
-    /// The checkpoint file, relative to the database directory.
-    pub file: String,
+    /// The checkpoint's directory.
+    pub path: PathBuf,
     /// Recovery from this checkpoint replays the log from this address.
     pub replay_from: u64,
     /// The log address the checkpoint covers.
     pub covers_until: u64,
     /// Index entries in it.
     pub n_entries: u64,
-    /// Its size in bytes.
+    /// Its size in bytes (the index copy's files and the metadata).
     pub n_bytes: u64,
     /// How long writing it took.
     pub duration: Duration,
@@ -171,7 +175,7 @@ impl Db {
             let file = path.display().to_string();
             move |source| Error::Io { op, file, source }
         };
-        for sub in ["", LOG_DIR, CHECKPOINT_DIR] {
+        for sub in ["", LOG_DIR, CHECKPOINT_DIR_NAME] {
             let path = dir.join(sub);
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -203,11 +207,9 @@ impl Db {
             report.n_bytes_copied += copy_file(&from, &to, len).map_err(io("copy a segment", &to))?;
             report.n_segments_copied += 1;
         }
-        let relative = checkpoint.file.clone();
-        let (from, to) = (inner.path.join(&relative), dir.join(&relative));
-        if std::fs::hard_link(&from, &to).is_err() {
-            report.n_bytes_copied += copy_file(&from, &to, None).map_err(io("copy a checkpoint", &to))?;
-        }
+        // Copied, not linked: a recovery from it moves its index into place and changes it.
+        let checkpoint_to = dir.join(CHECKPOINT_DIR_NAME).join(checkpoint_name(checkpoint.covers_until));
+        report.n_bytes_copied += copy_tree(&checkpoint.path, &checkpoint_to)?;
         manifest.clean = false;
         manifest.cut_at_log_end = false;
         manifest.log_end = end;
@@ -217,7 +219,7 @@ impl Db {
         write_synced(&temp, &manifest.encode()).map_err(io("write the backup's MANIFEST", &temp))?;
         let final_path = dir.join(MANIFEST_PATH);
         std::fs::rename(&temp, &final_path).map_err(io("write the backup's MANIFEST", &final_path))?;
-        for sub in [LOG_DIR, CHECKPOINT_DIR, ""] {
+        for sub in [LOG_DIR, CHECKPOINT_DIR_NAME, ""] {
             let path = dir.join(sub);
             sync_dir(&path).map_err(io("sync a backup directory", &path))?;
         }
@@ -246,16 +248,28 @@ fn copy_file(from: &Path, to: &Path, len: Option<u64>) -> std::io::Result<u64> {
     Ok(n)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
+/// The checkpoint directory's name in a backup (where `Options::open` looks by default).
+const CHECKPOINT_DIR_NAME: &str = "checkpoints";
 
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
+/// Copies every file under `from` into `to`, synced; returns the bytes copied.
+fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
+    let io = |op: &'static str, path: &Path| {
+        let file = path.display().to_string();
+        move |source| Error::Io { op, file, source }
+    };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(to).map_err(io("create a backup directory", to))?;
+    let mut n_bytes_copied = 0;
+    for entry in std::fs::read_dir(from).map_err(io("list a checkpoint", from))? {
+        let entry = entry.map_err(io("list a checkpoint", from))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(io("list a checkpoint", from))?.is_dir() {
+            n_bytes_copied += copy_tree(&entry.path(), &target)?;
+        } else {
+            n_bytes_copied += copy_file(&entry.path(), &target, None).map_err(io("copy a checkpoint", &target))?;
+        }
+    }
+    sync_dir(to).map_err(io("sync a backup directory", to))?;
+    Ok(n_bytes_copied)
 }
 
 /// Starts the thread that compacts and checkpoints in the background.
@@ -279,6 +293,7 @@ pub(super) fn spawn_maintenance_thread(inner: Arc<Inner>) -> Result<JoinHandle<(
 
 impl Inner {
     fn background_tick(&self) {
+        crate::recovery::remove_discarded(&self.discarded);
         if self.poisoned.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -297,7 +312,8 @@ impl Inner {
         let by_time = self
             .checkpoint_interval
             .is_some_and(|interval| since > 0 && maintenance.last_checkpoint_at.elapsed() >= interval);
-        if (by_bytes || by_time)
+        let enabled = self.checkpoint_every_bytes > 0 || self.checkpoint_interval.is_some();
+        if (by_bytes || by_time || (maintenance.checkpoint_due && enabled))
             && !self.stopping.load(Ordering::Acquire)
             && let Err(error) = self.checkpoint_locked(&mut maintenance)
         {
@@ -537,39 +553,72 @@ impl Inner {
         for stripe in self.stripes.iter() {
             drop(stripe.0.write());
         }
-        let mut writer = CheckpointWriter::create(Arc::clone(&self.storage))?;
-        let mut n_entries = 0u64;
-        for (hash, address) in self.index.iter() {
-            writer.push_entry(hash, address)?;
-            n_entries += 1;
+        let io = |op: &'static str, path: &Path| {
+            let file = path.display().to_string();
+            move |source| Error::Io { op, file, source }
+        };
+        let checkpoint_dir = &self.checkpoint_dir;
+        std::fs::create_dir_all(checkpoint_dir).map_err(io("create the checkpoint directory", checkpoint_dir))?;
+        let temp = checkpoint_dir.join(CHECKPOINT_TEMP);
+        if temp.exists() {
+            remove_checkpoint(&temp)?; // left by a crash or a failed checkpoint
         }
+        let n_entries = self.index.snapshot_to(temp.join(CHECKPOINT_INDEX_DIR))?;
         let (covers_until, usage, next_seq) = {
             let next_seq = self.append.lock();
             (self.published_until.load(Ordering::Acquire), self.usage.snapshot(), *next_seq)
         };
         // No entry may point at bytes a crash could still take away.
         self.wait_durable(covers_until)?;
+        // Every segment the entries may point into: the log's, from its beginning to the one
+        // holding `covers_until`'s last byte, holes left out (whether or not its file exists
+        // yet: the tail may still have been in memory only).
+        let segments: Vec<u64> = {
+            let log_begin = self.manifest.lock().log_begin;
+            let segment_size = self.segments.segment_size;
+            let end = covers_until.div_ceil(segment_size) * segment_size;
+            (log_begin..end).step_by(segment_size as usize).filter(|&first| !self.segments.is_hole(first)).collect()
+        };
         let db_id = self.manifest.lock().db_id;
-        let (file, n_bytes) = writer.finish(db_id, replay_from, covers_until, next_seq, &usage)?;
+        let meta = CheckpointMeta { db_id, replay_from, covers_until, next_seq, n_entries, usage, segments };
+        let meta_path = temp.join(CHECKPOINT_FILE);
+        write_synced(&meta_path, &meta.encode()).map_err(io("write a checkpoint", &meta_path))?;
+        sync_dir(&temp).map_err(io("sync a checkpoint", &temp))?;
+        let path = checkpoint_dir.join(checkpoint_name(covers_until));
+        if path.exists() {
+            remove_checkpoint(&path)?; // nothing was written since that one
+        }
+        std::fs::rename(&temp, &path).map_err(io("rename a checkpoint into place", &path))?;
+        sync_dir(checkpoint_dir).map_err(io("sync the checkpoint directory", checkpoint_dir))?;
+        let n_bytes = dir_bytes(&path);
         self.remove_old_checkpoints()?;
         maintenance.last_checkpoint_covers_until = covers_until;
         maintenance.last_checkpoint_at = Instant::now();
+        maintenance.checkpoint_due = false;
         bump(&self.counters.n_checkpoints);
         let report =
-            CheckpointReport { file, replay_from, covers_until, n_entries, n_bytes, duration: started.elapsed() };
+            CheckpointReport { path, replay_from, covers_until, n_entries, n_bytes, duration: started.elapsed() };
         tracing::info!(?report, "checkpoint written");
         Ok(report)
     }
 
     /// Keeps the newest [`CHECKPOINTS_KEPT`] checkpoints.
     fn remove_old_checkpoints(&self) -> Result<()> {
-        let names = self.storage.list(CHECKPOINT_DIR).map_err(io_error("list the checkpoints", CHECKPOINT_DIR))?;
-        let mut covers: Vec<u64> = names.iter().filter_map(|name| parse_checkpoint_name(name)).collect();
-        covers.sort_unstable_by(|a, b| b.cmp(a));
-        for &old in covers.iter().skip(CHECKPOINTS_KEPT) {
-            let path = crate::checkpoint::checkpoint_path(old);
-            self.storage.remove(&path).map_err(io_error("remove an old checkpoint", &path))?;
+        for (_, old) in list_checkpoints(&self.checkpoint_dir)?.iter().skip(CHECKPOINTS_KEPT) {
+            remove_checkpoint(old)?;
         }
         Ok(())
     }
+}
+
+/// Bytes in the files under `dir` (best effort: for reports).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_bytes(&entry.path()),
+            _ => entry.metadata().map_or(0, |metadata| metadata.len()),
+        })
+        .sum()
 }

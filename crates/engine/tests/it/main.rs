@@ -1,8 +1,11 @@
 //! Integration tests of `talus-engine`. Randomised tests print their seed; rerun one with
 //! `TALUS_TEST_SEED=<seed>`.
 
+mod backup;
 mod basics;
+mod checkpoint;
 mod collisions;
+mod compaction;
 mod concurrency;
 mod corruption;
 mod crash;
