@@ -652,7 +652,13 @@ pub(crate) fn walk_log(
         }
         expected = first + segment_size;
         let path = segment_path(first);
-        let file = segments.file(first).expect("listed segments are open");
+        let Some(file) = segments.file(first) else {
+            // Removed since it was listed (compaction retired it): no longer part of the log.
+            if !segments.is_hole(first) {
+                missing(visit, first, first.max(from), (first + segment_size).min(to))?;
+            }
+            continue;
+        };
         let mut reader = SegmentReader::new(file, path.clone())?;
         let end = (to - first).min(segment_size);
         let mut at = from.saturating_sub(first);

@@ -90,7 +90,8 @@ impl Db {
     /// points at, a deleted key has no entry, and the index holds nothing else. Damage does
     /// not stop the check: it goes on at the next valid record and lists every problem.
     ///
-    /// It takes `&mut self` because the check needs a database nobody writes meanwhile.
+    /// It takes `&mut self` because the check needs a database nobody writes meanwhile, and
+    /// it holds background compaction and checkpoints off while it runs.
     /// It reads the whole log (and, for each record, the index), so it takes time in
     /// proportion to the log's size.
     ///
@@ -119,6 +120,8 @@ impl Db {
     pub fn verify_with_progress(&mut self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
         let inner = &*self.inner;
         let _span = tracing::info_span!("verify", path = %inner.path.display()).entered();
+        // No compaction or checkpoint meanwhile: compaction moves records the walk counts.
+        let _maintenance = inner.maintenance.lock();
         if !inner.poisoned.load(Ordering::Acquire) {
             // Every record into the files; a poisoned database checks what reached them.
             self.sync()?;
