@@ -203,7 +203,7 @@ fn a_backup_during_writes_is_a_prefix_of_acknowledged_writes() {
     let dir = fast_tempdir();
     let (reports, stats) = backups_during_writes(
         "a_backup_during_writes_is_a_prefix_of_acknowledged_writes (small segments, compaction)",
-        options(SyncMode::Always).compaction_garbage_ratio(0.3),
+        options(SyncMode::Always).background_compaction(true).compaction_garbage_ratio(0.3),
         dir.path(),
         8,
     );

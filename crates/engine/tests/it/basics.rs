@@ -83,7 +83,8 @@ fn clean_reopen_replays_nothing_and_crash_reopen_rebuilds() {
     let db = small().open(dir.path()).expect("reopen after a crash");
     let stats = db.stats();
     assert!(!stats.recovery.clean);
-    assert!(stats.recovery.n_records_replayed > 20_000, "{stats:?}");
+    // Every live key's latest record was replayed (compaction may have removed older ones).
+    assert!(stats.recovery.n_records_replayed >= stats.n_keys, "{stats:?}");
     check(&db);
     assert_eq!(db.get(b"after").expect("get").as_deref(), Some(&b"reopen"[..]));
     assert_eq!(db.stats().n_keys, 20_000 - 6667 + 1);

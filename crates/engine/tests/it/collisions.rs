@@ -154,8 +154,10 @@ fn twenty_thousand_keys_on_4096_hashes_survive_overwrites_deletes_batches_reopen
     db.simulate_crash();
 
     let db = options().hash_bits_for_testing(12).open(dir.path()).expect("reopen after a crash");
-    let recovery = db.stats().recovery;
-    assert!(!recovery.clean && recovery.n_records_replayed > N_KEYS as u64, "{recovery:?}");
+    let stats = db.stats();
+    let recovery = stats.recovery;
+    // Every live key's latest record was replayed (compaction may have removed older ones).
+    assert!(!recovery.clean && recovery.n_records_replayed >= stats.n_keys, "{recovery:?}");
     model.check(&db, "after the index was rebuilt from the log");
     model.random_writes(&db, &mut rng, 5_000);
     db.close().expect("close");

@@ -16,9 +16,15 @@ pub const SEGMENT_SIZE: u64 = 256 << 10;
 /// A database's contents.
 pub type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
-/// Options for a small database: [`MEMORY_BUDGET`] and [`SEGMENT_SIZE`].
+/// Options for a small database: [`MEMORY_BUDGET`] and [`SEGMENT_SIZE`], and no background
+/// compaction (tests that lay out segments on purpose keep their layout; the compaction
+/// tests and the crash loops turn it on).
 pub fn options(sync_mode: SyncMode) -> Options {
-    Options::new().memory_budget(MEMORY_BUDGET).segment_size(SEGMENT_SIZE).sync_mode(sync_mode)
+    Options::new()
+        .memory_budget(MEMORY_BUDGET)
+        .segment_size(SEGMENT_SIZE)
+        .sync_mode(sync_mode)
+        .background_compaction(false)
 }
 
 /// A temporary directory in memory (`/dev/shm`) where there is one: every open after a
