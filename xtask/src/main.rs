@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 /// Each Talus package and its level in the stack. A package may depend only on packages of a
 /// strictly lower level; siblings on one level stay independent. ARCHITECTURE.md draws this.
 const LAYERS: &[(&str, u32)] = &[
-    ("talus-testkit", 0), // test support: a dev-dependency only
+    ("talus-testkit", 0),  // test support: a dev-dependency only
+    ("talus-workload", 0), // benchmark workloads: no engine, no I/O
     ("talus-datapool", 1),
     ("talus-ringbuf", 2),
     ("talus-bucketmap", 2),

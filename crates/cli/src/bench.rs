@@ -13,10 +13,9 @@ use talus_engine::{Db, MAX_KEY_LEN, Options, SyncMode};
 
 use crate::Outcome;
 use crate::cli::Global;
-use crate::histogram::Histogram;
 use crate::progress;
 use crate::stats::size;
-use crate::workload::{Distribution, KeyChooser, Op, Rng, Workload, key_of};
+use talus_workload::{Distribution, Histogram, KeyChooser, Op, Rng, Workload, key_of};
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -118,7 +117,7 @@ pub(crate) fn bench(global: &Global, args: &BenchArgs) -> Result<Outcome> {
     for (operation, histogram) in
         [("read", &latencies.read), ("update", &latencies.update), ("read-modify-write", &latencies.read_modify_write)]
     {
-        if histogram.len() > 0 {
+        if !histogram.is_empty() {
             all.merge(histogram);
             rows.push(Row { phase: "run", operation, elapsed, latencies: histogram.clone() });
         }

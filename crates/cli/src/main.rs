@@ -9,13 +9,11 @@ mod bench;
 mod check;
 mod cli;
 mod encoding;
-mod histogram;
 mod maintenance;
 mod ops;
 mod progress;
 mod stats;
 mod transfer;
-mod workload;
 
 use std::io::Write as _;
 use std::process::ExitCode;

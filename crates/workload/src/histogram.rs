@@ -9,7 +9,7 @@ const N_BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB;
 
 /// Counts of values (nanoseconds here).
 #[derive(Clone)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     counts: Box<[u64; N_BUCKETS]>,
     n: u64,
     max: u64,
@@ -42,14 +42,16 @@ fn bucket_low(bucket: usize) -> u64 {
 }
 
 impl Histogram {
-    pub(crate) fn record(&mut self, value: u64) {
+    /// Counts one value.
+    pub fn record(&mut self, value: u64) {
         self.counts[bucket_of(value)] += 1;
         self.n += 1;
         self.max = self.max.max(value);
         self.sum += value as u128;
     }
 
-    pub(crate) fn merge(&mut self, other: &Histogram) {
+    /// Adds every count of `other` (another thread's histogram).
+    pub fn merge(&mut self, other: &Histogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
             *mine += theirs;
         }
@@ -58,15 +60,23 @@ impl Histogram {
         self.sum += other.sum;
     }
 
-    pub(crate) fn len(&self) -> u64 {
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values counted.
+    pub fn len(&self) -> u64 {
         self.n
     }
 
-    pub(crate) fn max(&self) -> u64 {
+    /// The largest value counted (exact).
+    pub fn max(&self) -> u64 {
         self.max
     }
 
-    pub(crate) fn mean(&self) -> f64 {
+    /// The mean of the values counted (exact).
+    pub fn mean(&self) -> f64 {
         match self.n {
             0 => 0.0,
             n => self.sum as f64 / n as f64,
@@ -75,7 +85,7 @@ impl Histogram {
 
     /// The value below which a fraction `q` of the values lie (the middle of its bucket,
     /// never above the largest value seen).
-    pub(crate) fn quantile(&self, q: f64) -> u64 {
+    pub fn quantile(&self, q: f64) -> u64 {
         if self.n == 0 {
             return 0;
         }

@@ -3,8 +3,9 @@
 //! each named workload runs. Deterministic for a seed.
 
 /// YCSB's core workloads (A, B, C, F) and a write-only one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Workload {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Workload {
     /// 50% reads, 50% updates (YCSB A: a session store).
     A,
     /// 95% reads, 5% updates (YCSB B: photo tagging).
@@ -19,9 +20,12 @@ pub(crate) enum Workload {
 
 /// One operation of the run phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
+pub enum Op {
+    /// Read a key.
     Read,
+    /// Write a key's value.
     Update,
+    /// Read a key, then write it.
     ReadModifyWrite,
 }
 
@@ -36,7 +40,8 @@ impl Workload {
         }
     }
 
-    pub(crate) fn describe(self) -> &'static str {
+    /// The mix in words.
+    pub fn describe(self) -> &'static str {
         match self {
             Workload::A => "50% reads, 50% updates",
             Workload::B => "95% reads, 5% updates",
@@ -46,7 +51,8 @@ impl Workload {
         }
     }
 
-    pub(crate) fn pick(self, rng: &mut Rng) -> Op {
+    /// The next operation of this mix.
+    pub fn pick(self, rng: &mut Rng) -> Op {
         match (rng.next_f64() < self.read_fraction(), self) {
             (true, _) => Op::Read,
             (false, Workload::F) => Op::ReadModifyWrite,
@@ -56,8 +62,9 @@ impl Workload {
 }
 
 /// How operations pick keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Distribution {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Distribution {
     /// Zipfian (YCSB's scrambled Zipfian: a few keys get most operations).
     Zipf,
     /// Every key equally likely.
@@ -66,29 +73,32 @@ pub(crate) enum Distribution {
 
 /// SplitMix64: small, fast and good enough to drive a benchmark.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
+    /// A generator from a seed (the same seed, the same sequence).
+    pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix(self.0)
     }
 
     /// Uniform in [0, 1).
-    pub(crate) fn next_f64(&mut self) -> f64 {
+    pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in [0, n).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
-    pub(crate) fn fill(&mut self, bytes: &mut [u8]) {
+    /// Fills `bytes` with random bytes.
+    pub fn fill(&mut self, bytes: &mut [u8]) {
         for chunk in bytes.chunks_mut(8) {
             let word = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&word[..chunk.len()]);
@@ -105,7 +115,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// The key of item `idx`: 8 bytes of a bijective scramble of `idx` (distinct for distinct
 /// items, in no useful order), then filler up to `key_size` (at least 8).
-pub(crate) fn key_of(idx: u64, key_size: usize, out: &mut Vec<u8>) {
+pub fn key_of(idx: u64, key_size: usize, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&mix(idx).to_be_bytes());
     out.resize(key_size.max(8), b'k');
@@ -113,20 +123,27 @@ pub(crate) fn key_of(idx: u64, key_size: usize, out: &mut Vec<u8>) {
 
 /// Picks item indices in `[0, n)`.
 #[derive(Clone, Debug)]
-pub(crate) enum KeyChooser {
-    Uniform { n: u64 },
+pub enum KeyChooser {
+    /// Every item equally likely.
+    Uniform {
+        /// Items to choose from.
+        n: u64,
+    },
+    /// Scrambled Zipfian.
     Zipf(Zipf),
 }
 
 impl KeyChooser {
-    pub(crate) fn new(distribution: Distribution, n: u64, theta: f64) -> KeyChooser {
+    /// A chooser over `n` items (`theta` is the Zipfian skew, in (0, 1)).
+    pub fn new(distribution: Distribution, n: u64, theta: f64) -> KeyChooser {
         match distribution {
             Distribution::Uniform => KeyChooser::Uniform { n },
             Distribution::Zipf => KeyChooser::Zipf(Zipf::new(n, theta)),
         }
     }
 
-    pub(crate) fn next(&self, rng: &mut Rng) -> u64 {
+    /// The next item.
+    pub fn next(&self, rng: &mut Rng) -> u64 {
         match self {
             KeyChooser::Uniform { n } => rng.below(*n),
             KeyChooser::Zipf(zipf) => zipf.next_scrambled(rng),
@@ -138,7 +155,7 @@ impl KeyChooser {
 /// databases", 1994), as YCSB uses it: rank 0 is the most popular, with probability
 /// proportional to `1 / (rank + 1)^theta`. O(n) set-up, O(1) per draw.
 #[derive(Clone, Debug)]
-pub(crate) struct Zipf {
+pub struct Zipf {
     n: u64,
     theta: f64,
     alpha: f64,
@@ -147,7 +164,8 @@ pub(crate) struct Zipf {
 }
 
 impl Zipf {
-    pub(crate) fn new(n: u64, theta: f64) -> Zipf {
+    /// A generator over `n` ranks with skew `theta` in (0, 1) (YCSB uses 0.99).
+    pub fn new(n: u64, theta: f64) -> Zipf {
         assert!(n >= 1 && theta > 0.0 && theta < 1.0, "checked by the caller");
         let zeta = |n: u64| (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
         let zeta_n = zeta(n);
@@ -158,7 +176,7 @@ impl Zipf {
     }
 
     /// A rank: 0 most often.
-    pub(crate) fn next_rank(&self, rng: &mut Rng) -> u64 {
+    pub fn next_rank(&self, rng: &mut Rng) -> u64 {
         let u = rng.next_f64();
         let uz = u * self.zeta_n;
         if uz < 1.0 {
@@ -172,7 +190,7 @@ impl Zipf {
     }
 
     /// An item: the rank scattered over `[0, n)`, so the hot items are not neighbours.
-    pub(crate) fn next_scrambled(&self, rng: &mut Rng) -> u64 {
+    pub fn next_scrambled(&self, rng: &mut Rng) -> u64 {
         mix(self.next_rank(rng) ^ 0x5A5A_5A5A) % self.n
     }
 }
