@@ -55,6 +55,9 @@ fn ci() -> Result<()> {
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run("docs", doc)?;
     run("bench build", cargo(&["bench", "--workspace", "--locked", "--no-run"]))?;
+    // Every engine adapter and workload of talus-bench, tiny (RocksDB is a feature, off).
+    let smoke = ["run", "-p", "talus-bench", "--locked", "--", "--smoke", "--out", "target/talus-bench-smoke"];
+    run("talus-bench smoke", cargo(&smoke))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
 }

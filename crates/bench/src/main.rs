@@ -1,0 +1,127 @@
+//! `talus-bench`: Talus raced against redb, fjall and LMDB on one workload definition, every
+//! engine in the same run, with the same durability and cache budget; and the machine's raw
+//! disk baselines beside them. docs/bench.md says how to run it and what each number means.
+//!
+//! Each (engine, workload) pair runs in a child process of this binary, so that peak memory
+//! and bytes written are that engine's alone; the parent collects the children's results
+//! and prints a table, and writes them as CSV and JSON.
+
+mod baseline;
+mod engines;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+
+/// Race Talus against redb, fjall and LMDB.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Engines to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "talus,redb,fjall,lmdb")]
+    engines: Vec<String>,
+    /// Workloads to run, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-f, each buffered and durable.
+    #[arg(long, value_delimiter = ',', default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f")]
+    workloads: Vec<String>,
+    /// Durability modes, comma-separated: buffered (no fsync), durable (fsync per write).
+    #[arg(long, value_delimiter = ',', default_value = "buffered,durable")]
+    modes: Vec<String>,
+    /// Keys loaded before each run.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Operations in each buffered run (all threads together).
+    #[arg(long, default_value_t = 2_000_000)]
+    ops: u64,
+    /// Operations in each durable run (every write waits for the disk).
+    #[arg(long, default_value_t = 20_000)]
+    durable_ops: u64,
+    /// Threads running operations.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Key size in bytes (YCSB: 16).
+    #[arg(long, default_value_t = 16)]
+    key_size: usize,
+    /// Value size in bytes (YCSB: 100).
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Keys picked uniformly instead of Zipf 0.99.
+    #[arg(long)]
+    uniform: bool,
+    /// Cache or memory budget per engine.
+    #[arg(long, default_value_t = 256 << 20)]
+    cache_bytes: u64,
+    /// Where the databases go (a fresh temporary directory under it per run).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where the CSV and JSON results go.
+    #[arg(long, default_value = "target/talus-bench")]
+    out: PathBuf,
+    /// Skip the raw disk baselines.
+    #[arg(long)]
+    no_baseline: bool,
+    /// A tiny configuration of every engine and workload (what CI runs).
+    #[arg(long)]
+    smoke: bool,
+    /// Internal: run one (engine, workload, mode) in this process and print its result.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.keys = 2_000;
+        args.ops = 4_000;
+        args.durable_ops = 100;
+        args.cache_bytes = 8 << 20;
+        args.no_baseline = true;
+    }
+    let spec = run::Spec {
+        keys: args.keys,
+        key_size: args.key_size,
+        value_size: args.value_size,
+        threads: args.threads.max(1),
+        uniform: args.uniform,
+        cache_bytes: args.cache_bytes,
+    };
+    if let Some(child) = &args.child {
+        let job: run::Job = run::Job::parse(child)?;
+        let dir = tempfile::Builder::new().prefix("talus-bench-").tempdir_in(job_dir(&args)?)?;
+        let result = run::run_job(&job, &spec, dir.path())?;
+        println!("{}{}", run::RESULT_MARK, serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    let mut results = Vec::new();
+    if !args.no_baseline {
+        let dir = tempfile::Builder::new().prefix("talus-bench-raw-").tempdir_in(job_dir(&args)?)?;
+        results.extend(baseline::measure(dir.path())?);
+    }
+    for workload in &args.workloads {
+        for mode in &args.modes {
+            let ops = if mode == "durable" { args.durable_ops } else { args.ops };
+            for engine in &args.engines {
+                let job = run::Job { engine: engine.clone(), workload: workload.clone(), mode: mode.clone(), ops };
+                eprintln!(
+                    "talus-bench: {} {} {} ({} keys, {} ops)",
+                    job.workload, job.mode, job.engine, args.keys, ops
+                );
+                let result = run::run_child(&job, &std::env::args().collect::<Vec<_>>())
+                    .with_context(|| format!("{} {} {}", job.workload, job.mode, job.engine))?;
+                results.push(result);
+            }
+        }
+    }
+    report::print_table(&results);
+    report::write_files(&args.out, &results)?;
+    eprintln!("talus-bench: results in {}", args.out.display());
+    Ok(())
+}
+
+fn job_dir(args: &Args) -> Result<PathBuf> {
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

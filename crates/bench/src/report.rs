@@ -1,0 +1,99 @@
+//! The results as a table on stdout, and as `results.json` and `results.csv`.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+/// Columns of the engine rows, in order: (JSON key, heading).
+const COLUMNS: &[(&str, &str)] = &[
+    ("workload", "workload"),
+    ("mode", "mode"),
+    ("engine", "engine"),
+    ("load_ops_per_sec", "load/s"),
+    ("run_ops_per_sec", "ops/s"),
+    ("read_p50_us", "read p50 µs"),
+    ("read_p99_us", "read p99"),
+    ("read_p999_us", "read p999"),
+    ("write_p50_us", "write p50 µs"),
+    ("write_p99_us", "write p99"),
+    ("write_p999_us", "write p999"),
+    ("peak_rss_bytes", "peak RSS MiB"),
+    ("write_amplification", "write amp"),
+    ("space_amplification", "space amp"),
+];
+
+fn cell(value: &Value, key: &str) -> String {
+    match &value[key] {
+        Value::Null => "-".to_owned(),
+        Value::String(text) => text.clone(),
+        Value::Number(number) => {
+            let number = number.as_f64().unwrap_or(0.0);
+            match key {
+                "peak_rss_bytes" => format!("{:.0}", number / (1 << 20) as f64),
+                "load_ops_per_sec" | "run_ops_per_sec" => format!("{number:.0}"),
+                "write_amplification" | "space_amplification" => format!("{number:.2}"),
+                _ => format!("{number:.1}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Prints the raw baselines, then one row per engine run.
+pub fn print_table(results: &[Value]) {
+    for raw in results.iter().filter(|result| result["kind"] == "raw") {
+        println!("raw disk: {}: {}", cell(raw, "what"), cell(raw, "summary"));
+    }
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .filter(|result| result["kind"] == "engine")
+        .map(|result| COLUMNS.iter().map(|(key, _)| cell(result, key)).collect())
+        .collect();
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(idx, (_, heading))| {
+            rows.iter().map(|row| row[idx].chars().count()).chain([heading.chars().count()]).max().unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(idx, (cell, width))| match idx < 3 {
+                true => format!("{cell:<width$}"),
+                false => format!("{cell:>width$}"),
+            })
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(COLUMNS.iter().map(|(_, heading)| heading.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+/// Writes `results.json` (every field) and `results.csv` (the engine rows) into `dir`.
+pub fn write_files(dir: &Path, results: &[Value]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(results)? + "\n")?;
+    let mut csv = COLUMNS.iter().map(|(key, _)| *key).collect::<Vec<_>>().join(",") + ",bytes_written,disk_bytes\n";
+    for result in results.iter().filter(|result| result["kind"] == "engine") {
+        let mut cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|(key, _)| match &result[*key] {
+                Value::Null => String::new(),
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        cells.push(result["bytes_written"].to_string());
+        cells.push(result["disk_bytes"].to_string());
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    std::fs::write(dir.join("results.csv"), csv)?;
+    Ok(())
+}
