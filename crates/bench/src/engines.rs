@@ -18,6 +18,11 @@ pub trait Engine: Send + Sync {
     fn put_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()>;
     /// Makes everything written so far durable.
     fn sync(&self) -> Result<()>;
+    /// Removes many keys at once (one batch or transaction).
+    fn delete_many(&self, keys: &[Vec<u8>]) -> Result<()>;
+    /// Gives back the space of removed and overwritten data if the engine can, now;
+    /// `false` if it has no way to.
+    fn compact(&mut self) -> Result<bool>;
 }
 
 /// How an engine is opened.
@@ -77,6 +82,19 @@ impl Engine for Talus {
 
     fn sync(&self) -> Result<()> {
         Ok(self.db.sync()?)
+    }
+
+    fn delete_many(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let mut batch = talus_engine::WriteBatch::new();
+        for key in keys {
+            batch.delete(key);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    fn compact(&mut self) -> Result<bool> {
+        self.db.compact()?;
+        Ok(true)
     }
 }
 
@@ -152,6 +170,21 @@ impl Engine for Redb {
         txn.commit()?;
         Ok(())
     }
+
+    fn delete_many(&self, keys: &[Vec<u8>]) -> Result<()> {
+        self.write(|table| {
+            for key in keys {
+                table.remove(key.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn compact(&mut self) -> Result<bool> {
+        self.sync()?;
+        self.db.compact()?;
+        Ok(true)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -205,6 +238,23 @@ impl Engine for Fjall {
 
     fn sync(&self) -> Result<()> {
         Ok(self.db.persist(fjall::PersistMode::SyncAll)?)
+    }
+
+    fn delete_many(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let mut batch = self.db.batch();
+        for key in keys {
+            batch.remove(&self.keyspace, key.as_slice());
+        }
+        batch.commit()?;
+        if self.durable {
+            self.db.persist(fjall::PersistMode::SyncData)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<bool> {
+        self.keyspace.major_compact()?;
+        Ok(true)
     }
 }
 
@@ -271,5 +321,20 @@ impl Engine for Lmdb {
 
     fn sync(&self) -> Result<()> {
         Ok(self.env.force_sync()?)
+    }
+
+    fn delete_many(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        for key in keys {
+            self.db.delete(&mut txn, key)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<bool> {
+        // LMDB reuses freed pages but never shrinks its file; a compacted copy
+        // (`mdb_env_copy2`) is a new file, not this database.
+        Ok(false)
     }
 }

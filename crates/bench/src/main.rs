@@ -8,6 +8,7 @@
 
 mod baseline;
 mod engines;
+mod phases;
 mod report;
 mod run;
 
@@ -23,8 +24,9 @@ struct Args {
     /// Engines to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "talus,redb,fjall,lmdb")]
     engines: Vec<String>,
-    /// Workloads to run, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-f, each buffered and durable.
-    #[arg(long, value_delimiter = ',', default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f")]
+    /// Workloads to run, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-f (each in every mode),
+    /// redb-phases (durable).
+    #[arg(long, value_delimiter = ',', default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f,redb-phases")]
     workloads: Vec<String>,
     /// Durability modes, comma-separated: buffered (no fsync), durable (fsync per write).
     #[arg(long, value_delimiter = ',', default_value = "buffered,durable")]
@@ -38,6 +40,12 @@ struct Args {
     /// Operations in each durable run (every write waits for the disk).
     #[arg(long, default_value_t = 20_000)]
     durable_ops: u64,
+    /// Keys the redb-phases workload bulk-loads.
+    #[arg(long, default_value_t = 1_000_000)]
+    phase_keys: u64,
+    /// Runs of each (workload, mode, engine); the median of each figure is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Threads running operations.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -76,6 +84,8 @@ fn main() -> Result<()> {
         args.keys = 2_000;
         args.ops = 4_000;
         args.durable_ops = 100;
+        args.phase_keys = 2_000;
+        args.runs = 1;
         args.cache_bytes = 8 << 20;
         args.no_baseline = true;
     }
@@ -90,7 +100,10 @@ fn main() -> Result<()> {
     if let Some(child) = &args.child {
         let job: run::Job = run::Job::parse(child)?;
         let dir = tempfile::Builder::new().prefix("talus-bench-").tempdir_in(job_dir(&args)?)?;
-        let result = run::run_job(&job, &spec, dir.path())?;
+        let result = match job.workload.as_str() {
+            "redb-phases" => phases::run(&job.engine, args.phase_keys, args.cache_bytes, dir.path())?,
+            _ => run::run_job(&job, &spec, dir.path())?,
+        };
         println!("{}{}", run::RESULT_MARK, serde_json::to_string(&result)?);
         return Ok(());
     }
@@ -99,18 +112,31 @@ fn main() -> Result<()> {
         let dir = tempfile::Builder::new().prefix("talus-bench-raw-").tempdir_in(job_dir(&args)?)?;
         results.extend(baseline::measure(dir.path())?);
     }
+    let argv: Vec<String> = std::env::args().collect();
     for workload in &args.workloads {
-        for mode in &args.modes {
+        let modes = match workload.as_str() {
+            "redb-phases" => vec!["durable".to_owned()],
+            _ => args.modes.clone(),
+        };
+        for mode in &modes {
             let ops = if mode == "durable" { args.durable_ops } else { args.ops };
             for engine in &args.engines {
                 let job = run::Job { engine: engine.clone(), workload: workload.clone(), mode: mode.clone(), ops };
-                eprintln!(
-                    "talus-bench: {} {} {} ({} keys, {} ops)",
-                    job.workload, job.mode, job.engine, args.keys, ops
-                );
-                let result = run::run_child(&job, &std::env::args().collect::<Vec<_>>())
-                    .with_context(|| format!("{} {} {}", job.workload, job.mode, job.engine))?;
-                results.push(result);
+                let mut runs = Vec::new();
+                for run_idx in 0..args.runs.max(1) {
+                    eprintln!(
+                        "talus-bench: {} {} {} (run {} of {})",
+                        job.workload,
+                        job.mode,
+                        job.engine,
+                        run_idx + 1,
+                        args.runs.max(1)
+                    );
+                    let result = run::run_child(&job, &argv)
+                        .with_context(|| format!("{} {} {}", job.workload, job.mode, job.engine))?;
+                    runs.push(result);
+                }
+                results.push(report::median_of(&runs));
             }
         }
     }

@@ -30,7 +30,10 @@ fn cell(value: &Value, key: &str) -> String {
         Value::Number(number) => {
             let number = number.as_f64().unwrap_or(0.0);
             match key {
-                "peak_rss_bytes" => format!("{:.0}", number / (1 << 20) as f64),
+                "peak_rss_bytes" | "disk_bytes_before_compaction" | "disk_bytes_after_compaction" => {
+                    format!("{:.0}", number / (1 << 20) as f64)
+                }
+                key if key.ends_with("_secs") => format!("{number:.3}"),
                 "load_ops_per_sec" | "run_ops_per_sec" => format!("{number:.0}"),
                 "write_amplification" | "space_amplification" => format!("{number:.2}"),
                 _ => format!("{number:.1}"),
@@ -40,17 +43,62 @@ fn cell(value: &Value, key: &str) -> String {
     }
 }
 
-/// Prints the raw baselines, then one row per engine run.
+/// Columns of the redb-phases rows.
+const PHASE_COLUMNS: &[(&str, &str)] = &[
+    ("engine", "engine"),
+    ("bulk_load_secs", "bulk load s"),
+    ("individual_writes_secs", "1,000 writes s"),
+    ("batch_writes_secs", "100 batches s"),
+    ("gets_1_thread_secs", "gets 1 thread s"),
+    ("gets_2_threads_secs", "gets 2 threads s"),
+    ("removals_secs", "remove half s"),
+    ("compaction_secs", "compaction s"),
+    ("disk_bytes_before_compaction", "disk MiB"),
+    ("disk_bytes_after_compaction", "after compaction MiB"),
+];
+
+/// One result whose every number is the median of `runs`' (the first run's text fields).
+pub fn median_of(runs: &[Value]) -> Value {
+    let mut median = runs[0].clone();
+    if let Value::Object(fields) = &mut median {
+        for (key, value) in fields.iter_mut() {
+            if !value.is_number() {
+                continue;
+            }
+            let mut numbers: Vec<f64> = runs.iter().filter_map(|run| run[key.as_str()].as_f64()).collect();
+            numbers.sort_by(f64::total_cmp);
+            if let Some(number) = serde_json::Number::from_f64(numbers[numbers.len() / 2]) {
+                *value = Value::Number(number);
+            }
+        }
+        fields.insert("runs".to_owned(), Value::from(runs.len()));
+    }
+    median
+}
+
+/// Prints the raw baselines, then one row per engine run, then the redb-phases rows.
 pub fn print_table(results: &[Value]) {
     for raw in results.iter().filter(|result| result["kind"] == "raw") {
         println!("raw disk: {}: {}", cell(raw, "what"), cell(raw, "summary"));
     }
+    print_rows(results, "engine", COLUMNS, 3);
+    if results.iter().any(|result| result["kind"] == "phases") {
+        println!();
+        println!("redb-phases:");
+        print_rows(results, "phases", PHASE_COLUMNS, 1);
+    }
+}
+
+fn print_rows(results: &[Value], kind: &str, columns: &[(&str, &str)], n_text: usize) {
     let rows: Vec<Vec<String>> = results
         .iter()
-        .filter(|result| result["kind"] == "engine")
-        .map(|result| COLUMNS.iter().map(|(key, _)| cell(result, key)).collect())
+        .filter(|result| result["kind"] == kind)
+        .map(|result| columns.iter().map(|(key, _)| cell(result, key)).collect())
         .collect();
-    let widths: Vec<usize> = COLUMNS
+    if rows.is_empty() {
+        return;
+    }
+    let widths: Vec<usize> = columns
         .iter()
         .enumerate()
         .map(|(idx, (_, heading))| {
@@ -62,14 +110,14 @@ pub fn print_table(results: &[Value]) {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(idx, (cell, width))| match idx < 3 {
+            .map(|(idx, (cell, width))| match idx < n_text {
                 true => format!("{cell:<width$}"),
                 false => format!("{cell:>width$}"),
             })
             .collect();
         println!("{}", padded.join("  ").trim_end());
     };
-    line(COLUMNS.iter().map(|(_, heading)| heading.to_string()).collect());
+    line(columns.iter().map(|(_, heading)| heading.to_string()).collect());
     for row in rows {
         line(row);
     }
