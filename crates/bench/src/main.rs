@@ -7,6 +7,7 @@
 //! and prints a table, and writes them as CSV and JSON.
 
 mod baseline;
+mod charts;
 mod engines;
 mod phases;
 mod report;
@@ -142,6 +143,7 @@ fn main() -> Result<()> {
     }
     report::print_table(&results);
     report::write_files(&args.out, &results)?;
+    charts::write_charts(&args.out, &results)?;
     eprintln!("talus-bench: results in {}", args.out.display());
     Ok(())
 }
