@@ -8,8 +8,10 @@
 
 mod baseline;
 mod charts;
+mod churn;
 mod engines;
 mod phases;
+mod recovery;
 mod report;
 mod run;
 
@@ -26,8 +28,13 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "talus,redb,fjall,lmdb")]
     engines: Vec<String>,
     /// Workloads to run, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-f (each in every mode),
-    /// redb-phases (durable).
-    #[arg(long, value_delimiter = ',', default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f,redb-phases")]
+    /// redb-phases (durable), overwrite-churn, recovery, larger-than-memory (ycsb-b over data
+    /// several times the cache).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f,larger-than-memory,redb-phases,overwrite-churn,recovery"
+    )]
     workloads: Vec<String>,
     /// Durability modes, comma-separated: buffered (no fsync), durable (fsync per write).
     #[arg(long, value_delimiter = ',', default_value = "buffered,durable")]
@@ -41,6 +48,13 @@ struct Args {
     /// Operations in each durable run (every write waits for the disk).
     #[arg(long, default_value_t = 20_000)]
     durable_ops: u64,
+    /// Keys of the larger-than-memory workload.
+    #[arg(long, default_value_t = 4_000_000)]
+    ltm_keys: u64,
+    /// The cache or memory budget of the larger-than-memory workload (the data is several
+    /// times larger).
+    #[arg(long, default_value_t = 64 << 20)]
+    ltm_cache_bytes: u64,
     /// Keys the redb-phases workload bulk-loads.
     #[arg(long, default_value_t = 1_000_000)]
     phase_keys: u64,
@@ -77,6 +91,9 @@ struct Args {
     /// Internal: run one (engine, workload, mode) in this process and print its result.
     #[arg(long, hide = true)]
     child: Option<String>,
+    /// Internal: the directory a recovery child works in.
+    #[arg(long, hide = true)]
+    in_dir: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -86,11 +103,13 @@ fn main() -> Result<()> {
         args.ops = 4_000;
         args.durable_ops = 100;
         args.phase_keys = 2_000;
+        args.ltm_keys = 4_000;
+        args.ltm_cache_bytes = 1 << 20;
         args.runs = 1;
         args.cache_bytes = 8 << 20;
         args.no_baseline = true;
     }
-    let spec = run::Spec {
+    let mut spec = run::Spec {
         keys: args.keys,
         key_size: args.key_size,
         value_size: args.value_size,
@@ -100,9 +119,30 @@ fn main() -> Result<()> {
     };
     if let Some(child) = &args.child {
         let job: run::Job = run::Job::parse(child)?;
+        if let Some(dir) = &args.in_dir {
+            match job.mode.as_str() {
+                "load" => {
+                    let (keys, key_size, value_size) = (args.keys, args.key_size, args.value_size);
+                    recovery::load_and_wait(&job.engine, keys, key_size, value_size, args.cache_bytes, dir)?;
+                }
+                _ => {
+                    let result = recovery::time_open(&job.engine, args.key_size, args.cache_bytes, dir)?;
+                    println!("{}{}", run::RESULT_MARK, serde_json::to_string(&result)?);
+                }
+            }
+            return Ok(());
+        }
         let dir = tempfile::Builder::new().prefix("talus-bench-").tempdir_in(job_dir(&args)?)?;
         let result = match job.workload.as_str() {
             "redb-phases" => phases::run(&job.engine, args.phase_keys, args.cache_bytes, dir.path())?,
+            "overwrite-churn" => {
+                churn::run(&job.engine, args.keys, args.key_size, args.value_size, args.cache_bytes, dir.path())?
+            }
+            "larger-than-memory" => {
+                spec.keys = args.ltm_keys;
+                spec.cache_bytes = args.ltm_cache_bytes;
+                run::run_job(&job, &spec, dir.path())?
+            }
             _ => run::run_job(&job, &spec, dir.path())?,
         };
         println!("{}{}", run::RESULT_MARK, serde_json::to_string(&result)?);
@@ -117,6 +157,7 @@ fn main() -> Result<()> {
     for workload in &args.workloads {
         let modes = match workload.as_str() {
             "redb-phases" => vec!["durable".to_owned()],
+            "overwrite-churn" | "recovery" | "larger-than-memory" => vec!["buffered".to_owned()],
             _ => args.modes.clone(),
         };
         for mode in &modes {
@@ -125,6 +166,14 @@ fn main() -> Result<()> {
                 let job = run::Job { engine: engine.clone(), workload: workload.clone(), mode: mode.clone(), ops };
                 let mut runs = Vec::new();
                 for run_idx in 0..args.runs.max(1) {
+                    if workload == "recovery" {
+                        eprintln!("talus-bench: recovery {} (run {} of {})", engine, run_idx + 1, args.runs.max(1));
+                        let dir = tempfile::Builder::new().prefix("talus-bench-").tempdir_in(job_dir(&args)?)?;
+                        let result = recovery::run(engine, args.keys, &argv, dir.path())
+                            .with_context(|| format!("recovery {engine}"))?;
+                        runs.push(result);
+                        continue;
+                    }
                     eprintln!(
                         "talus-bench: {} {} {} (run {} of {})",
                         job.workload,

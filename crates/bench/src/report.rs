@@ -34,8 +34,8 @@ fn cell(value: &Value, key: &str) -> String {
                     format!("{:.0}", number / (1 << 20) as f64)
                 }
                 key if key.ends_with("_secs") => format!("{number:.3}"),
-                "load_ops_per_sec" | "run_ops_per_sec" => format!("{number:.0}"),
-                "write_amplification" | "space_amplification" => format!("{number:.2}"),
+                "load_ops_per_sec" | "run_ops_per_sec" | "writes_per_sec" | "keys" => format!("{number:.0}"),
+                key if key.ends_with("amplification") => format!("{number:.2}"),
                 _ => format!("{number:.1}"),
             }
         }
@@ -55,6 +55,24 @@ const PHASE_COLUMNS: &[(&str, &str)] = &[
     ("compaction_secs", "compaction s"),
     ("disk_bytes_before_compaction", "disk MiB"),
     ("disk_bytes_after_compaction", "after compaction MiB"),
+];
+
+/// Columns of the overwrite-churn rows.
+const CHURN_COLUMNS: &[(&str, &str)] = &[
+    ("engine", "engine"),
+    ("writes_per_sec", "writes/s"),
+    ("peak_space_amplification", "peak space amp"),
+    ("final_space_amplification", "final space amp"),
+    ("write_amplification", "write amp"),
+    ("peak_rss_bytes", "peak RSS MiB"),
+];
+
+/// Columns of the recovery rows.
+const RECOVERY_COLUMNS: &[(&str, &str)] = &[
+    ("engine", "engine"),
+    ("keys", "keys"),
+    ("open_after_sigkill_secs", "open after SIGKILL s"),
+    ("open_after_clean_close_secs", "open after clean close s"),
 ];
 
 /// One result whose every number is the median of `runs`' (the first run's text fields).
@@ -86,6 +104,16 @@ pub fn print_table(results: &[Value]) {
         println!();
         println!("redb-phases:");
         print_rows(results, "phases", PHASE_COLUMNS, 1);
+    }
+    if results.iter().any(|result| result["kind"] == "churn") {
+        println!();
+        println!("overwrite-churn:");
+        print_rows(results, "churn", CHURN_COLUMNS, 1);
+    }
+    if results.iter().any(|result| result["kind"] == "recovery") {
+        println!();
+        println!("recovery:");
+        print_rows(results, "recovery", RECOVERY_COLUMNS, 1);
     }
 }
 

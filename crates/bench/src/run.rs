@@ -64,6 +64,7 @@ fn workload_of(name: &str) -> Result<Workload> {
         "ycsb-b" => Workload::B,
         "ycsb-c" => Workload::C,
         "ycsb-f" => Workload::F,
+        "larger-than-memory" => Workload::B,
         other => bail!("unknown workload {other:?} (ycsb-a, ycsb-b, ycsb-c, ycsb-f)"),
     })
 }
@@ -231,7 +232,7 @@ fn run_thread(
 }
 
 /// The process's peak resident memory (`VmHWM`), 0 if unknown.
-fn peak_rss_bytes() -> u64 {
+pub fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -241,7 +242,7 @@ fn peak_rss_bytes() -> u64 {
 }
 
 /// Bytes this process caused to be written to storage (`/proc/self/io`), 0 if unknown.
-fn io_write_bytes() -> u64 {
+pub fn io_write_bytes() -> u64 {
     let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
     io.lines().find_map(|line| line.strip_prefix("write_bytes:")).and_then(|rest| rest.trim().parse().ok()).unwrap_or(0)
 }
