@@ -450,12 +450,21 @@ impl Inner {
     ) -> Result<()> {
         let hash = self.hash(record.key);
         let size = entry_size(record::encoded_len(record.key.len(), record.value.len()));
+        let is_indexed = || {
+            let mut live = false;
+            self.index.for_each_value(&hash, |entry| live |= entry == address);
+            live
+        };
+        // A record the index no longer points at never becomes live again (an address is
+        // written once): most records of a segment worth compacting are skipped here,
+        // without taking their key's stripe.
+        if record.kind == RecordKind::Put && !is_indexed() {
+            return Ok(());
+        }
         let _stripe = self.stripe(hash).write();
         match record.kind {
             RecordKind::Put => {
-                let mut live = false;
-                self.index.for_each_value(&hash, |entry| live |= entry == address);
-                if !live {
+                if !is_indexed() {
                     return Ok(());
                 }
                 let next_seq = self.append.lock();
