@@ -585,6 +585,7 @@ impl Db {
         }
 
         let mut addresses = Vec::with_capacity(batch.ops.len());
+        let mut befores: Vec<Option<u64>> = Vec::with_capacity(batch.ops.len());
         let end = {
             let mut next_seq = inner.append.lock();
             let last = batch.ops.len() - 1;
@@ -610,6 +611,7 @@ impl Db {
                 };
                 let before = current.get(op.key()).copied().unwrap_or(existing[idx]);
                 inner.superseded(before);
+                befores.push(before.map(|loc| loc.address));
                 let now = match op {
                     BatchOp::Put { .. } => Some(Loc { address, size: record_end - address }),
                     BatchOp::Delete { .. } => None,
@@ -621,11 +623,11 @@ impl Db {
             }
             end
         };
-        // Apply in order; `current` tracks each key's index entry as earlier operations of
-        // this batch change it.
+        // Apply in order: `befores[idx]` is the key's index entry as the earlier operations
+        // of this batch left it (the stripes are held, so nothing else changed it).
         for (idx, op) in batch.ops.iter().enumerate() {
             let hash = hashes[idx];
-            let current = inner.find(hash, op.key())?.map(|loc| loc.address);
+            let current = befores[idx];
             match op {
                 BatchOp::Put { .. } => inner.index_put(hash, current, addresses[idx])?,
                 BatchOp::Delete { .. } => {
