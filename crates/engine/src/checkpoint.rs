@@ -49,7 +49,7 @@ pub(crate) const CHECKPOINT_TEMP: &str = "checkpoint.tmp";
 const MAGIC: [u8; 8] = *b"TALUSCKP";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 64;
-const USAGE_LEN: usize = 32;
+const USAGE_LEN: usize = SegmentUsage::ENCODED_LEN;
 const TRAILER_LEN: usize = 8;
 /// How many checkpoints are kept: the newest, and the one before it in case the newest
 /// turns out damaged.
@@ -97,9 +97,7 @@ impl CheckpointMeta {
         out.extend_from_slice(&(self.usage.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
         for usage in &self.usage {
-            for word in [usage.first_address, usage.written_bytes, usage.live_bytes, usage.tombstone_bytes] {
-                out.extend_from_slice(&word.to_le_bytes());
-            }
+            usage.encode_into(&mut out);
         }
         for first in &self.segments {
             out.extend_from_slice(&first.to_le_bytes());
@@ -135,17 +133,7 @@ impl CheckpointMeta {
         if u32_at(crc_offset) != crc32c::crc32c(&bytes[..crc_offset]) || u32_at(crc_offset + 4) != 0 {
             return Err("checksum mismatch".to_owned());
         }
-        let usage = (0..n_usage)
-            .map(|idx| {
-                let at = HEADER_LEN + USAGE_LEN * idx;
-                SegmentUsage {
-                    first_address: u64_at(at),
-                    written_bytes: u64_at(at + 8),
-                    live_bytes: u64_at(at + 16),
-                    tombstone_bytes: u64_at(at + 24),
-                }
-            })
-            .collect();
+        let usage = SegmentUsage::decode_list(&bytes[HEADER_LEN..HEADER_LEN + USAGE_LEN * n_usage]);
         let segments_at = HEADER_LEN + USAGE_LEN * n_usage;
         let segments = (0..n_segments).map(|idx| u64_at(segments_at + 8 * idx)).collect();
         let meta = CheckpointMeta {

@@ -57,6 +57,33 @@ pub(crate) struct SegmentUsage {
     pub(crate) tombstone_bytes: u64,
 }
 
+impl SegmentUsage {
+    /// Bytes of one entry in the MANIFEST and in a checkpoint: four little-endian u64s.
+    pub(crate) const ENCODED_LEN: usize = 32;
+
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        for word in [self.first_address, self.written_bytes, self.live_bytes, self.tombstone_bytes] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+    }
+
+    /// Entries back to back (`bytes` is a whole number of them).
+    pub(crate) fn decode_list(bytes: &[u8]) -> Vec<SegmentUsage> {
+        bytes
+            .chunks_exact(Self::ENCODED_LEN)
+            .map(|entry| {
+                let word = |idx: usize| u64::from_le_bytes(entry[8 * idx..8 * idx + 8].try_into().expect("8 bytes"));
+                SegmentUsage {
+                    first_address: word(0),
+                    written_bytes: word(1),
+                    live_bytes: word(2),
+                    tombstone_bytes: word(3),
+                }
+            })
+            .collect()
+    }
+}
+
 /// A decoded manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Manifest {
@@ -82,7 +109,7 @@ pub(crate) struct Manifest {
 impl Manifest {
     pub(crate) fn encode(&self) -> Vec<u8> {
         assert!(self.holes.len() <= MAX_LISTED_SEGMENTS && self.usage.len() <= MAX_LISTED_SEGMENTS);
-        let len = FIXED_LEN + 8 * self.holes.len() + 32 * self.usage.len() + TRAILER_LEN;
+        let len = FIXED_LEN + 8 * self.holes.len() + SegmentUsage::ENCODED_LEN * self.usage.len() + TRAILER_LEN;
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -100,9 +127,7 @@ impl Manifest {
             out.extend_from_slice(&hole.to_le_bytes());
         }
         for usage in &self.usage {
-            for word in [usage.first_address, usage.written_bytes, usage.live_bytes, usage.tombstone_bytes] {
-                out.extend_from_slice(&word.to_le_bytes());
-            }
+            usage.encode_into(&mut out);
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -129,7 +154,7 @@ impl Manifest {
                 if n_holes > MAX_LISTED_SEGMENTS || n_usage > MAX_LISTED_SEGMENTS {
                     return Err("list lengths out of range".to_owned());
                 }
-                (n_holes, n_usage, FIXED_LEN + 8 * n_holes + 32 * n_usage)
+                (n_holes, n_usage, FIXED_LEN + 8 * n_holes + SegmentUsage::ENCODED_LEN * n_usage)
             }
             other => return Err(format!("unsupported version {other}")),
         };
@@ -144,17 +169,7 @@ impl Manifest {
         }
         let holes: Vec<u64> = (0..n_holes).map(|idx| u64_at(FIXED_LEN + 8 * idx)).collect();
         let usage_at = FIXED_LEN + 8 * n_holes;
-        let usage: Vec<SegmentUsage> = (0..n_usage)
-            .map(|idx| {
-                let at = usage_at + 32 * idx;
-                SegmentUsage {
-                    first_address: u64_at(at),
-                    written_bytes: u64_at(at + 8),
-                    live_bytes: u64_at(at + 16),
-                    tombstone_bytes: u64_at(at + 24),
-                }
-            })
-            .collect();
+        let usage = SegmentUsage::decode_list(&bytes[usage_at..usage_at + SegmentUsage::ENCODED_LEN * n_usage]);
         let manifest = Manifest {
             db_id: u64_at(16),
             hash_seed: u64_at(24),
