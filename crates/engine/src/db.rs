@@ -432,7 +432,7 @@ impl Db {
             segments,
             append: Mutex::new(next_seq),
             published_until: AtomicU64::new(log_end),
-            writer: Mutex::new(LogWriter::new(log_end)),
+            writer: Mutex::new(LogWriter::new(log_end, options.effective_log_preallocation())),
             synced_until: AtomicU64::new(log_end),
             commit: Mutex::new(false),
             commit_done: Condvar::new(),
@@ -1260,6 +1260,7 @@ impl Inner {
         let _append = self.append.lock();
         let next_seq = *_append;
         self.write_and_sync()?;
+        self.writer.lock().trim_preallocation()?;
         self.index.flush()?;
         let mut manifest = self.manifest.lock();
         manifest.clean = true;

@@ -64,6 +64,7 @@ pub struct Options {
     pub(crate) checkpoint_every_bytes: u64,
     pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) checkpoint_dir: Option<PathBuf>,
+    pub(crate) log_preallocation: Option<u64>,
 }
 
 /// `<dir>.<suffix>`, beside `dir`.
@@ -88,6 +89,9 @@ pub const DEFAULT_COMPACTION_GARBAGE_RATIO: f64 = 0.5;
 pub const DEFAULT_COMPACTION_SPACE_AMPLIFICATION: f64 = 1.5;
 /// By default a checkpoint is written after every GiB of log.
 pub const DEFAULT_CHECKPOINT_EVERY_BYTES: u64 = 1 << 30;
+/// By default, unless [`SyncMode::Never`], the segment being written is filled with zeros
+/// this far ahead of the log's end (see [`Options::log_preallocation`]).
+pub const DEFAULT_LOG_PREALLOCATION: u64 = 4 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -110,6 +114,7 @@ impl Default for Options {
             checkpoint_every_bytes: DEFAULT_CHECKPOINT_EVERY_BYTES,
             checkpoint_interval: None,
             checkpoint_dir: None,
+            log_preallocation: None,
         }
     }
 }
@@ -185,6 +190,28 @@ impl Options {
     pub fn sync_mode(mut self, sync_mode: SyncMode) -> Self {
         self.sync_mode = sync_mode;
         self
+    }
+
+    /// How far ahead of the log's end the segment being written is filled with zeros (0:
+    /// not at all). A sync that only overwrites blocks the file already has changes no file
+    /// metadata, so the file system need not commit its journal: on ext4 a durable write
+    /// then costs about a quarter less. The zeros are written (and synced with the next
+    /// commit) in steps of this many bytes, at the cost of writing the log twice. Default:
+    /// [`DEFAULT_LOG_PREALLOCATION`] unless the sync mode is [`SyncMode::Never`], where no
+    /// sync waits for the journal. The zeros past the log's end are cut at a clean close and
+    /// are not counted as a torn tail after a crash.
+    pub fn log_preallocation(mut self, bytes: u64) -> Self {
+        self.log_preallocation = Some(bytes);
+        self
+    }
+
+    /// The preallocation step in effect (see [`log_preallocation`](Self::log_preallocation)).
+    pub(crate) fn effective_log_preallocation(&self) -> u64 {
+        match (self.log_preallocation, self.sync_mode) {
+            (Some(bytes), _) => bytes,
+            (None, SyncMode::Never) => 0,
+            (None, SyncMode::Always | SyncMode::Periodic(_)) => DEFAULT_LOG_PREALLOCATION,
+        }
     }
 
     /// Whether opening a directory that holds no database creates one (the default).

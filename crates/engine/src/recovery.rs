@@ -360,6 +360,34 @@ pub(crate) fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Re
     Ok((Step::Record { size: header.size as u64 }, Some(payload.to_vec())))
 }
 
+/// Trailing zeros at least this long are the segment's preallocation (see
+/// `Options::log_preallocation`), not torn bytes.
+const ZERO_TAIL_MIN: u64 = 4096;
+
+/// Where the segment's data ends if a run of at least [`ZERO_TAIL_MIN`] zeros at the end of
+/// the file (preallocated, never written) is left out: after the last non-zero byte at or
+/// after `from`, rounded up to the 8-byte entry alignment. Shorter zero runs count as data.
+fn data_end_before_zeros(reader: &mut SegmentReader, from: u64) -> Result<u64> {
+    let data_len = reader.data_len;
+    let mut nonzero_end = from.min(data_len);
+    let mut at = from;
+    while at < data_len {
+        let bytes = reader.bytes(at, CHUNK)?;
+        if bytes.is_empty() {
+            break;
+        }
+        if let Some(last) = bytes.iter().rposition(|&byte| byte != 0) {
+            nonzero_end = at + last as u64 + 1;
+        }
+        at += bytes.len() as u64;
+    }
+    let data_end = at.min(data_len);
+    Ok(match data_end - nonzero_end >= ZERO_TAIL_MIN {
+        true => nonzero_end.next_multiple_of(ENTRY_ALIGN as u64).min(data_end),
+        false => data_end,
+    })
+}
+
 /// Whether any valid record starts at or after data offset `from` in this segment.
 pub(crate) fn valid_record_from(reader: &mut SegmentReader, from: u64, segment_size: u64) -> Result<Option<u64>> {
     let mut at = from.next_multiple_of(ENTRY_ALIGN as u64);
@@ -544,12 +572,12 @@ fn finish_cut(
 ) -> Result<ScanOutcome> {
     let segment_size = segments.segment_size;
     let mut valid_after = valid_record_from(&mut reader, damage.at + ENTRY_ALIGN as u64, segment_size)?;
-    let mut old_end = damage.first + reader.data_len;
+    let mut old_end = damage.first + data_end_before_zeros(&mut reader, damage.at)?;
     for &later in &firsts_from_here[1..] {
         let path = segment_path(later);
         let file = segments.file(later).expect("listed segments are open");
         let mut later_reader = SegmentReader::new(file, path)?;
-        old_end = later + later_reader.data_len;
+        old_end = later + data_end_before_zeros(&mut later_reader, 0)?;
         if valid_after.is_none() && valid_record_from(&mut later_reader, 0, segment_size)?.is_some() {
             valid_after = Some(later);
         }

@@ -19,11 +19,40 @@ pub(crate) struct LogWriter {
     pub(crate) synced_until: u64,
     /// Files written since their last sync.
     unsynced: Vec<(u64, Arc<dyn StorageFile>)>,
+    /// How far ahead of the data the segment being written is filled with zeros (0: off).
+    preallocation: u64,
+    /// The segment being written, if preallocation is on and it has been written to.
+    current: Option<Preallocated>,
+    /// A block of zeros to write from (allocated on first use).
+    zeros: Vec<u8>,
 }
 
+/// The segment being written: where its data ends and how far it is filled with zeros.
+#[derive(Debug)]
+struct Preallocated {
+    first_address: u64,
+    file: Arc<dyn StorageFile>,
+    /// File offset just past the last byte of log written to it.
+    data_end: u64,
+    /// File offset up to which the file is written, with data or zeros.
+    zeroed_until: u64,
+}
+
+/// Zeros are written in pieces of at most this size.
+const ZERO_PIECE: usize = 1 << 20;
+
 impl LogWriter {
-    pub(crate) fn new(log_end: u64) -> LogWriter {
-        LogWriter { written_until: log_end, synced_until: log_end, unsynced: Vec::new() }
+    /// A writer appending at `log_end`, filling the segment it writes with zeros
+    /// `preallocation` bytes ahead of the data (0: not at all).
+    pub(crate) fn new(log_end: u64, preallocation: u64) -> LogWriter {
+        LogWriter {
+            written_until: log_end,
+            synced_until: log_end,
+            unsynced: Vec::new(),
+            preallocation,
+            current: None,
+            zeros: Vec::new(),
+        }
     }
 
     /// Writes `[written_until, until)` from the ring to the segment files. `until` must be an
@@ -98,8 +127,64 @@ impl LogWriter {
             let offset = file_offset + (lo.max(first_len) - lo) as u64;
             file.write_at(part, offset).map_err(io_error("write the log", &path))?;
         }
+        if self.preallocation > 0 {
+            self.preallocate(first_address, &file, file_offset + (end - start), segments.segment_size)?;
+        }
         if !self.unsynced.iter().any(|(address, _)| *address == first_address) {
             self.unsynced.push((first_address, file));
+        }
+        Ok(())
+    }
+
+    /// After a write that ends at file offset `data_end` of the segment at `first_address`:
+    /// once the data reaches the zeros' end, fills the next `preallocation` bytes (up to the
+    /// segment's end) with zeros. They are synced with the next commit, whose fdatasync then
+    /// also records the file's new size; the commits after it only overwrite blocks the file
+    /// has, which needs no journal commit.
+    fn preallocate(
+        &mut self,
+        first_address: u64,
+        file: &Arc<dyn StorageFile>,
+        data_end: u64,
+        segment_size: u64,
+    ) -> Result<()> {
+        let current = match &mut self.current {
+            Some(current) if current.first_address == first_address => current,
+            _ => self.current.insert(Preallocated {
+                first_address,
+                file: Arc::clone(file),
+                data_end,
+                zeroed_until: data_end,
+            }),
+        };
+        current.data_end = current.data_end.max(data_end);
+        if current.zeroed_until > data_end {
+            return Ok(());
+        }
+        let from = data_end;
+        let to = (data_end + self.preallocation).min(SEGMENT_HEADER_LEN + segment_size);
+        current.zeroed_until = to;
+        if self.zeros.is_empty() {
+            self.zeros = vec![0u8; ZERO_PIECE];
+        }
+        let path = segment_path(first_address);
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(ZERO_PIECE);
+            file.write_at(&self.zeros[..n], at).map_err(io_error("preallocate the log", &path))?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Cuts the zeros past the data of the segment being written (a clean close: the file
+    /// then ends where the log does) and syncs that.
+    pub(crate) fn trim_preallocation(&mut self) -> Result<()> {
+        let Some(current) = self.current.take() else { return Ok(()) };
+        if current.zeroed_until > current.data_end {
+            let path = segment_path(current.first_address);
+            current.file.set_len(current.data_end).map_err(io_error("trim the log's preallocation", &path))?;
+            current.file.sync_data().map_err(io_error("sync the log", &path))?;
         }
         Ok(())
     }

@@ -111,6 +111,72 @@ fn durable_writes_with_sync_always() {
     assert!(stats.counters.n_syncs >= 1);
 }
 
+/// The length of every segment file, by name.
+fn segment_lengths(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut lengths: Vec<(String, u64)> = std::fs::read_dir(dir.join("log"))
+        .expect("log dir")
+        .map(|entry| entry.expect("entry"))
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().expect("metadata").len()))
+        .collect();
+    lengths.sort();
+    lengths
+}
+
+#[test]
+fn durable_writes_preallocate_the_segment_and_a_clean_close_trims_it() {
+    const HEADER: u64 = 4096;
+    const STEP: u64 = 64 << 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().sync_mode(SyncMode::Always).log_preallocation(STEP).open(dir.path()).expect("open");
+    for idx in 0..3_000u32 {
+        db.put(idx.to_le_bytes(), [7u8; 100]).expect("put");
+        let tail = db.stats().log_tail;
+        let (_, len) = segment_lengths(dir.path()).pop().expect("a segment");
+        let data_end = HEADER + tail % (1 << 20);
+        // Zeros reach at least past the data, and at most a step further (or the segment end).
+        assert!(len > data_end || tail.is_multiple_of(1 << 20), "put {idx}: {len} <= {data_end}");
+        assert!(len <= (data_end + STEP).min(HEADER + (1 << 20)), "put {idx}: {len} runs ahead of {data_end}");
+    }
+    let tail = db.stats().log_tail;
+    db.close().expect("close");
+    let lengths = segment_lengths(dir.path());
+    let (_, last_len) = lengths.last().expect("a segment");
+    assert_eq!(*last_len, HEADER + tail % (1 << 20), "a clean close cuts the zeros");
+    for (name, len) in &lengths[..lengths.len() - 1] {
+        assert_eq!(*len, HEADER + (1 << 20), "{name}: a sealed segment is whole");
+    }
+    let db = small().sync_mode(SyncMode::Always).open(dir.path()).expect("reopen");
+    assert!(db.stats().recovery.clean);
+    for idx in 0..3_000u32 {
+        assert_eq!(db.get(idx.to_le_bytes()).expect("get").as_deref(), Some(&[7u8; 100][..]));
+    }
+    // Crash with the zeros in place: they are no torn tail.
+    db.put(b"last", b"one").expect("put");
+    let tail = db.stats().log_tail;
+    db.simulate_crash();
+    assert!(segment_lengths(dir.path()).last().expect("a segment").1 > HEADER + tail % (1 << 20));
+    let db = small().sync_mode(SyncMode::Always).open(dir.path()).expect("open after a crash");
+    let stats = db.stats();
+    assert!(!stats.recovery.clean);
+    assert_eq!((stats.log_tail, stats.recovery.n_torn_bytes), (tail, 0), "{:?}", stats.recovery);
+    assert_eq!(db.get(b"last").expect("get").as_deref(), Some(&b"one"[..]));
+}
+
+#[test]
+fn buffered_writes_and_zero_preallocation_write_no_zeros() {
+    for options in [small(), small().sync_mode(SyncMode::Always).log_preallocation(0)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = options.open(dir.path()).expect("open");
+        for idx in 0..1_000u32 {
+            db.put(idx.to_le_bytes(), [7u8; 100]).expect("put");
+        }
+        db.sync().expect("sync");
+        let tail = db.stats().log_tail;
+        let (_, len) = segment_lengths(dir.path()).pop().expect("a segment");
+        assert_eq!(len, 4096 + tail % (1 << 20), "no zeros past the data");
+    }
+}
+
 #[test]
 fn periodic_sync_makes_writes_durable_in_the_background() {
     let dir = tempfile::tempdir().expect("tempdir");
