@@ -222,6 +222,12 @@ impl Bucket {
         self.pool.as_mut_slice().copy_within(from as usize * len..from as usize * len + len, to as usize * len);
     }
 
+    /// Starts loading the cache line of `hash`'s home cell (see [`talus_datapool::prefetch`]).
+    pub(crate) fn prefetch(&self, hash: u64) {
+        let start = (hash & self.mask) as usize * self.cell_len;
+        talus_datapool::prefetch(&self.pool.as_slice()[start..]);
+    }
+
     /// The cells of `hash`'s probe window, in order, up to the first empty cell.
     pub(crate) fn window(&self, hash: u64, max_search: usize) -> impl Iterator<Item = u64> + '_ {
         let home = hash & self.mask;

@@ -231,6 +231,15 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         Ok(guard)
     }
 
+    /// Hints that `key` is about to be looked up or inserted: starts loading the start of
+    /// its probe window into the CPU cache and returns at once. Calling it for each key of a
+    /// batch before working through the batch lets the cache misses overlap instead of
+    /// coming one after another. Changes nothing.
+    pub fn prefetch(&self, key: &K) {
+        let hash = self.hash(key);
+        read(self.bucket_of(hash)).prefetch(hash);
+    }
+
     /// The value of the first entry for `key`.
     pub fn get(&self, key: &K) -> Option<V> {
         let hash = self.hash(key);

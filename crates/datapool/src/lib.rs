@@ -28,6 +28,7 @@ mod memory;
 mod mmap_file;
 mod pool;
 mod pool_file;
+mod prefetch;
 
 pub use error::{ChecksumRegion, Error, Result};
 pub use file_backed::{FileBackedMemory, FileBackedOptions};
@@ -35,3 +36,4 @@ pub use header::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATA_LEN, 
 pub use memory::{Memory, MemoryOptions};
 pub use mmap_file::{Access, MmapFile, MmapFileOptions};
 pub use pool::Datapool;
+pub use prefetch::prefetch;
