@@ -557,6 +557,9 @@ impl Db {
         inner.check_writable()?;
         let _in_flight = inner.writer_in_flight();
         let hashes: Vec<u64> = batch.ops.iter().map(|op| inner.hash(op.key())).collect();
+        for hash in &hashes {
+            inner.index.prefetch(hash);
+        }
         let mut stripe_ids: Vec<usize> = hashes.iter().map(|&hash| stripe_of(hash)).collect();
         stripe_ids.sort_unstable();
         stripe_ids.dedup();
@@ -591,7 +594,11 @@ impl Db {
             let last = batch.ops.len() - 1;
             let mut end = 0;
             // Each key's live record as the batch goes (for the accounting): before the
-            // batch, or the batch's own latest put of it.
+            // batch, or the batch's own latest put of it. Only a batch that may name a key
+            // twice (two operations with one hash) needs to track that.
+            let mut sorted_hashes = hashes.clone();
+            sorted_hashes.sort_unstable();
+            let repeats = sorted_hashes.windows(2).any(|pair| pair[0] == pair[1]);
             let mut current: std::collections::HashMap<&[u8], Option<Loc>> = std::collections::HashMap::new();
             for (idx, op) in batch.ops.iter().enumerate() {
                 let flags = if idx == last { FLAG_BATCH | FLAG_BATCH_END } else { FLAG_BATCH };
@@ -609,14 +616,19 @@ impl Db {
                         return Err(error);
                     }
                 };
-                let before = current.get(op.key()).copied().unwrap_or(existing[idx]);
+                let before = match repeats {
+                    true => current.get(op.key()).copied().unwrap_or(existing[idx]),
+                    false => existing[idx],
+                };
                 inner.superseded(before);
                 befores.push(before.map(|loc| loc.address));
                 let now = match op {
                     BatchOp::Put { .. } => Some(Loc { address, size: record_end - address }),
                     BatchOp::Delete { .. } => None,
                 };
-                current.insert(op.key(), now);
+                if repeats {
+                    current.insert(op.key(), now);
+                }
                 inner.publish(record_end);
                 addresses.push(address);
                 end = record_end;
