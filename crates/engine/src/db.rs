@@ -52,6 +52,10 @@ const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
 /// How long a commit leader waits for writers that are appending to join its fsync (only
 /// when there are such writers): a fraction of an fsync, for a bigger group.
 const GATHER_MAX: Duration = Duration::from_micros(25);
+/// The background log writer runs at least this often, and every 1/[`LOG_WRITER_STEPS`] of
+/// the log's memory.
+const LOG_WRITER_TICK: Duration = Duration::from_millis(50);
+const LOG_WRITER_STEPS: u64 = 16;
 
 /// An open database. `Send + Sync`: share it between threads by reference or in an `Arc`.
 /// Dropping it closes it (see [`close`](Self::close) to see errors).
@@ -130,6 +134,11 @@ struct Inner {
     recovery: RecoveryStats,
     shutdown: Mutex<bool>,
     shutdown_signal: Condvar,
+    /// With a background log writer: the log bytes it is woken for (0: none runs), where
+    /// it was last woken (moved under `append`), and its wake-up.
+    flush_step: u64,
+    flush_requested_until: AtomicU64,
+    flush_signal: Condvar,
     closed: AtomicBool,
     _lock: Box<dyn StorageLock>,
 }
@@ -412,6 +421,10 @@ impl Db {
             .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
 
         let memory = MemoryOptions::new().prefault(false).create(layout.ring_capacity as usize)?;
+        let flush_step = match (options.background_log_writer, options.sync_mode) {
+            (true, SyncMode::Never | SyncMode::Periodic(_)) => (layout.ring_capacity / LOG_WRITER_STEPS).max(1),
+            (false, _) | (true, SyncMode::Always) => 0,
+        };
         let ring_config = RingConfig::new()
             .page_size(layout.page_size as usize)
             .mutable_fraction(0.0)
@@ -460,12 +473,18 @@ impl Db {
             recovery,
             shutdown: Mutex::new(false),
             shutdown_signal: Condvar::new(),
+            flush_step,
+            flush_requested_until: AtomicU64::new(log_end),
+            flush_signal: Condvar::new(),
             closed: AtomicBool::new(false),
             _lock: lock,
         });
         let mut threads = Vec::new();
         if let SyncMode::Periodic(interval) = options.sync_mode {
             threads.push(spawn_sync_thread(Arc::clone(&inner), interval)?);
+        }
+        if flush_step > 0 {
+            threads.push(spawn_log_writer_thread(Arc::clone(&inner))?);
         }
         let wants_maintenance = options.compaction.background
             || options.checkpoint_every_bytes > 0
@@ -764,6 +783,7 @@ impl Db {
         self.inner.stopping.store(true, Ordering::SeqCst);
         *self.inner.shutdown.lock() = true;
         self.inner.shutdown_signal.notify_all();
+        self.inner.flush_signal.notify_all();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 tracing::error!("a background thread panicked");
@@ -967,6 +987,32 @@ pub(crate) fn remove_checkpoint(dir: &Path) -> Result<()> {
     })
 }
 
+/// The background log writer (not with [`SyncMode::Always`], whose commits write the log):
+/// woken every `flush_step` bytes of log (and every [`LOG_WRITER_TICK`]), it copies the
+/// published log to the segment files, so writers that find memory full only evict, and a
+/// sync finds most of the log already in the page cache.
+fn spawn_log_writer_thread(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("talus-log-writer".to_owned())
+        .spawn(move || {
+            let mut stop = inner.shutdown.lock();
+            while !*stop {
+                inner.flush_signal.wait_for(&mut stop, LOG_WRITER_TICK);
+                if *stop {
+                    break;
+                }
+                drop(stop);
+                if inner.check_writable().is_ok()
+                    && let Err(error) = inner.write_published()
+                {
+                    tracing::warn!(%error, "the background log writer failed");
+                }
+                stop = inner.shutdown.lock();
+            }
+        })
+        .map_err(|source| Error::Io { op: "start the log writer thread", file: String::new(), source })
+}
+
 fn spawn_sync_thread(inner: Arc<Inner>, interval: Duration) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("talus-sync".to_owned())
@@ -1137,8 +1183,28 @@ impl Inner {
         }
     }
 
+    /// Publishes the log up to `end` (under `append`); wakes the background log writer
+    /// every `flush_step` bytes.
     fn publish(&self, end: u64) {
         self.published_until.store(end, Ordering::Release);
+        if self.flush_step > 0 && end >= self.flush_requested_until.load(Ordering::Relaxed) + self.flush_step {
+            self.flush_requested_until.store(end, Ordering::Relaxed);
+            self.flush_signal.notify_one();
+        }
+    }
+
+    /// Writes the published log to the segment files (the background log writer's work,
+    /// and the first half of making room).
+    fn write_published(&self) -> Result<u64> {
+        let mut writer = self.writer.lock();
+        let until = self.published_until.load(Ordering::Acquire);
+        let result = writer.write_until(&self.ring, &self.segments, until);
+        self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
+        if let Err(error) = result {
+            self.poison("writing the log failed");
+            return Err(error);
+        }
+        Ok(writer.written_until)
     }
 
     /// Allocates at the tail; when memory is full, writes the oldest records to the segment
@@ -1155,17 +1221,7 @@ impl Inner {
 
     fn make_room(&self) -> Result<()> {
         self.check_writable()?;
-        let written_until = {
-            let mut writer = self.writer.lock();
-            let until = self.published_until.load(Ordering::Acquire);
-            let result = writer.write_until(&self.ring, &self.segments, until);
-            self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
-            if let Err(error) = result {
-                self.poison("writing the log to make room failed");
-                return Err(error);
-            }
-            writer.written_until
-        };
+        let written_until = self.write_published()?;
         let ring: &Ring = &self.ring;
         let until = written_until.min(ring.head() + ring.capacity() / 4);
         let report = ring.evict_until(until, |_| EvictAction::Evicted);

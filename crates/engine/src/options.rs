@@ -65,6 +65,7 @@ pub struct Options {
     pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) checkpoint_dir: Option<PathBuf>,
     pub(crate) log_preallocation: Option<u64>,
+    pub(crate) background_log_writer: bool,
 }
 
 /// `<dir>.<suffix>`, beside `dir`.
@@ -115,6 +116,7 @@ impl Default for Options {
             checkpoint_interval: None,
             checkpoint_dir: None,
             log_preallocation: None,
+            background_log_writer: true,
         }
     }
 }
@@ -202,6 +204,15 @@ impl Options {
     /// are not counted as a torn tail after a crash.
     pub fn log_preallocation(mut self, bytes: u64) -> Self {
         self.log_preallocation = Some(bytes);
+        self
+    }
+
+    /// Whether a background thread copies the log from memory to the segment files as it
+    /// grows (default: on). Without it, the writer that finds memory full writes everything
+    /// unwritten before it can evict, and a sync writes all the log since the last one.
+    /// [`SyncMode::Always`] has no such thread: its group commits write the log.
+    pub fn background_log_writer(mut self, on: bool) -> Self {
+        self.background_log_writer = on;
         self
     }
 

@@ -148,7 +148,8 @@ fn failed_write_while_making_room_poisons() {
     let dir = fast_tempdir();
     let index_dir = dir.path().join("index");
     let storage = MemStorage::new();
-    let db = open_mem(options(SyncMode::Never), &storage, &index_dir).expect("open");
+    // No background log writer: the write that makes room is the one that fails.
+    let db = open_mem(options(SyncMode::Never).background_log_writer(false), &storage, &index_dir).expect("open");
     // Keys are written in order, each once: the state after `n` writes is keys `0..n`.
     let key = |idx: u64| format!("key {idx:05}").into_bytes();
     let value_len = |idx: u64| 2000 + (idx as usize * 7919) % 3000;
@@ -196,6 +197,36 @@ fn failed_write_while_making_room_poisons() {
     let expected: State = (0..n_kept).map(|idx| (key(idx), value(idx))).collect();
     assert!(n_kept > 0 && state_of(&db) == expected, "reopened: not the first {n_kept} writes");
     db.put(b"after reopen", b"writable again").expect("a reopened database takes writes");
+}
+
+#[test]
+fn failed_write_of_the_background_log_writer_poisons() {
+    let dir = fast_tempdir();
+    let index_dir = dir.path().join("index");
+    let storage = MemStorage::new();
+    let db = open_mem(options(SyncMode::Never), &storage, &index_dir).expect("open");
+    let key = |idx: u64| format!("key {idx:05}").into_bytes();
+    let value = |idx: u64| pattern(1000, idx);
+    storage.fail_next_writes(1);
+    // The background writer wakes every 1/16 of the memory (64 KiB here) and hits the
+    // failure; writers then see the poison.
+    let mut idx = 0u64;
+    let error = loop {
+        assert!(idx < 100_000, "the background writer never wrote");
+        match db.put(key(idx), value(idx)) {
+            Ok(()) => idx += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, Error::Poisoned | Error::Io { .. }), "{error:?}");
+    assert!(db.stats().poisoned);
+    for idx in (0..idx).step_by(13) {
+        assert_eq!(db.get(key(idx)).expect("reads keep working"), Some(value(idx)));
+    }
+    drop(db);
+    let db = open_mem(options(SyncMode::Never), &storage, &index_dir).expect("reopen");
+    let state = state_of(&db);
+    assert!((0..state.len() as u64).all(|idx| state.get(&key(idx)) == Some(&value(idx))), "a prefix of the writes");
 }
 
 #[test]
