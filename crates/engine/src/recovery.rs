@@ -12,6 +12,7 @@ use talus_ringbuf::{ENTRY_ALIGN, ENTRY_HEADER_LEN, EntryHeader, EntryState};
 
 use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_INDEX_DIR, CheckpointMeta};
 use crate::db::MAX_KEYS_PER_HASH;
+use crate::db::STORAGE_PATH;
 use crate::error::{Error, Result, corruption, io_error};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, Record, RecordKind};
 use crate::segment::{SEGMENT_HEADER_LEN, Segments, check_entry_fits, entry_payload_len, segment_path};
@@ -56,12 +57,8 @@ impl Rebuild<'_> {
     pub(crate) fn replay_whole_log(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Rebuilt> {
         let index = self.new_index(estimate_records(self.segments))?;
         let usage = UsageTable::new(self.segments.segment_size, &[]);
-        let mut replayer = Replayer::new(&index, self.segments, self.hasher, &usage, 0);
-        let outcome =
-            scan_log(self.segments, self.log_begin, self.repair, self.complete_until, progress, |address, payload| {
-                replayer.push(address, payload)
-            })?;
-        replayer.finish()?;
+        let target = ReplayTarget { index: &index, segments: self.segments, usage: &usage, counted_until: 0 };
+        let outcome = replay_log(&target, self.hasher, self.log_begin, self.repair, self.complete_until, progress)?;
         Ok(Rebuilt { index, usage, outcome, next_seq: 0 })
     }
 
@@ -87,11 +84,9 @@ impl Rebuild<'_> {
         let live: std::collections::BTreeSet<u64> = self.segments.first_addresses().into_iter().collect();
         usage.retain(|first| live.contains(&first));
         let from = meta.replay_from.max(self.log_begin);
-        let mut replayer = Replayer::new(&index, self.segments, self.hasher, &usage, covers_until);
-        let outcome = scan_log(self.segments, from, false, self.complete_until, progress, |address, payload| {
-            replayer.push(address, payload)
-        })?;
-        replayer.finish()?;
+        let target =
+            ReplayTarget { index: &index, segments: self.segments, usage: &usage, counted_until: covers_until };
+        let outcome = replay_log(&target, self.hasher, from, false, self.complete_until, progress)?;
         if outcome.log_end < covers_until {
             tracing::warn!(dir = %dir.display(), log_end = outcome.log_end, "the log ends before the checkpoint does; not using it");
             drop(index);
@@ -802,41 +797,108 @@ impl KeyHash {
     }
 }
 
-/// Records a replay holds back so that their index probes overlap: each record's probe
-/// window is prefetched when it arrives and the record applied this many records later.
+/// Records a replay worker holds back so that their index probes overlap: each record's
+/// probe window is prefetched when it arrives and the record applied this many records later.
 const REPLAY_LOOKAHEAD: usize = 16;
+/// Records the scan hands to a replay worker at a time.
+const REPLAY_BATCH: usize = 512;
+/// At most this many replay workers (the index's buckets are locked one at a time, so a few
+/// threads apply records in parallel with little contention).
+const MAX_REPLAY_WORKERS: usize = 4;
 
-/// Applies replayed records to the index being rebuilt, in log order, a few records behind
-/// the scan: the index is far larger than the CPU cache, and prefetching each record's
-/// probe window before the records ahead of it are applied overlaps the cache misses that
-/// otherwise bound a rebuild.
-struct Replayer<'a> {
+/// What replayed records are applied to.
+struct ReplayTarget<'a> {
     index: &'a BucketMap<u64, u64>,
     segments: &'a Segments,
-    hasher: &'a KeyHash,
     usage: &'a UsageTable,
     /// Records below this address are in the accounting already (a checkpoint's).
     counted_until: u64,
+}
+
+/// Scans the log from `from` (see [`scan_log`]) and applies every record to `target`. The
+/// scan (reading, checksums) runs on this thread; the records go, by key hash, to one
+/// worker thread per core (at most [`MAX_REPLAY_WORKERS`]), so a key's records are applied
+/// in log order by one worker, and the index's random accesses, which bound a rebuild, use
+/// every core.
+fn replay_log(
+    target: &ReplayTarget<'_>,
+    hasher: &KeyHash,
+    from: u64,
+    repair: bool,
+    complete_until: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ScanOutcome> {
+    let n_workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_REPLAY_WORKERS);
+    let key_hash = |payload: &[u8]| hasher.hash(record::decode(payload, false).expect("verified by the scan").key);
+    if n_workers <= 1 {
+        let mut replayer = Replayer::new(target);
+        let outcome = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
+            replayer.push(address, key_hash(&payload), payload)
+        })?;
+        replayer.finish()?;
+        return Ok(outcome);
+    }
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(n_workers);
+        let mut workers = Vec::with_capacity(n_workers);
+        for _ in 0..n_workers {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(u64, u64, Vec<u8>)>>(4);
+            senders.push(sender);
+            workers.push(scope.spawn(move || -> Result<()> {
+                let mut replayer = Replayer::new(target);
+                for batch in receiver {
+                    for (address, hash, payload) in batch {
+                        replayer.push(address, hash, payload)?;
+                    }
+                }
+                replayer.finish()
+            }));
+        }
+        let mut batches: Vec<Vec<(u64, u64, Vec<u8>)>> =
+            (0..n_workers).map(|_| Vec::with_capacity(REPLAY_BATCH)).collect();
+        let scanned = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
+            let hash = key_hash(&payload);
+            let worker = (hash % n_workers as u64) as usize;
+            batches[worker].push((address, hash, payload));
+            if batches[worker].len() == REPLAY_BATCH {
+                let batch = std::mem::replace(&mut batches[worker], Vec::with_capacity(REPLAY_BATCH));
+                // A worker stops early only on an error, which is returned below.
+                senders[worker].send(batch).map_err(|_| corruption(STORAGE_PATH, 0, "a replay worker stopped"))?;
+            }
+            Ok(())
+        });
+        if scanned.is_ok() {
+            for (sender, batch) in senders.iter().zip(batches) {
+                if !batch.is_empty() {
+                    let _ = sender.send(batch); // a worker that stopped has its error below
+                }
+            }
+        }
+        drop(senders);
+        for worker in workers {
+            worker.join().expect("a replay worker panicked")?;
+        }
+        scanned
+    })
+}
+
+/// Applies one worker's records to the index, in the order given, a few records behind:
+/// the index is far larger than the CPU cache, and prefetching each record's probe window
+/// before the records ahead of it are applied overlaps the cache misses.
+struct Replayer<'t, 'a> {
+    target: &'t ReplayTarget<'a>,
     /// `(address, key hash, payload)` of the records waiting, oldest first.
     pending: std::collections::VecDeque<(u64, u64, Vec<u8>)>,
 }
 
-impl<'a> Replayer<'a> {
-    fn new(
-        index: &'a BucketMap<u64, u64>,
-        segments: &'a Segments,
-        hasher: &'a KeyHash,
-        usage: &'a UsageTable,
-        counted_until: u64,
-    ) -> Replayer<'a> {
-        let pending = std::collections::VecDeque::with_capacity(REPLAY_LOOKAHEAD + 1);
-        Replayer { index, segments, hasher, usage, counted_until, pending }
+impl<'t, 'a> Replayer<'t, 'a> {
+    fn new(target: &'t ReplayTarget<'a>) -> Replayer<'t, 'a> {
+        Replayer { target, pending: std::collections::VecDeque::with_capacity(REPLAY_LOOKAHEAD + 1) }
     }
 
-    /// Takes the next record of the log (a verified payload).
-    fn push(&mut self, address: u64, payload: Vec<u8>) -> Result<()> {
-        let hash = self.hasher.hash(record::decode(&payload, false).expect("verified by the scan").key);
-        self.index.prefetch(&hash);
+    /// Takes the next record (a verified payload whose key hashes to `hash`).
+    fn push(&mut self, address: u64, hash: u64, payload: Vec<u8>) -> Result<()> {
+        self.target.index.prefetch(&hash);
         self.pending.push_back((address, hash, payload));
         if self.pending.len() > REPLAY_LOOKAHEAD {
             self.apply_oldest()?;
@@ -855,8 +917,9 @@ impl<'a> Replayer<'a> {
     fn apply_oldest(&mut self) -> Result<()> {
         let Some((address, hash, payload)) = self.pending.pop_front() else { return Ok(()) };
         let record = record::decode(&payload, false).expect("verified by the scan");
-        let usage = (address >= self.counted_until).then_some(self.usage);
-        replay(self.index, self.segments, hash, address, &record, usage)
+        let target = self.target;
+        let usage = (address >= target.counted_until).then_some(target.usage);
+        replay(target.index, target.segments, hash, address, &record, usage)
     }
 }
 
