@@ -28,12 +28,13 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "talus,redb,fjall,lmdb")]
     engines: Vec<String>,
     /// Workloads to run, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-f (each in every mode),
+    /// durable-1-writer and durable-2-writers (durable updates only, from 1 and 2 threads),
     /// redb-phases (durable), overwrite-churn, recovery, larger-than-memory (ycsb-b over data
     /// several times the cache).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f,larger-than-memory,redb-phases,overwrite-churn,recovery"
+        default_value = "ycsb-a,ycsb-b,ycsb-c,ycsb-f,durable-1-writer,durable-2-writers,larger-than-memory,redb-phases,overwrite-churn,recovery"
     )]
     workloads: Vec<String>,
     /// Durability modes, comma-separated: buffered (no fsync), durable (fsync per write).
@@ -55,6 +56,9 @@ struct Args {
     /// times larger).
     #[arg(long, default_value_t = 64 << 20)]
     ltm_cache_bytes: u64,
+    /// Keys loaded before each recovery run, comma-separated (one row per count).
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    recovery_keys: Vec<u64>,
     /// Keys the redb-phases workload bulk-loads.
     #[arg(long, default_value_t = 1_000_000)]
     phase_keys: u64,
@@ -105,6 +109,7 @@ fn main() -> Result<()> {
         args.phase_keys = 2_000;
         args.ltm_keys = 4_000;
         args.ltm_cache_bytes = 1 << 20;
+        args.recovery_keys = vec![2_000];
         args.runs = 1;
         args.cache_bytes = 8 << 20;
         args.no_baseline = true;
@@ -122,7 +127,7 @@ fn main() -> Result<()> {
         if let Some(dir) = &args.in_dir {
             match job.mode.as_str() {
                 "load" => {
-                    let (keys, key_size, value_size) = (args.keys, args.key_size, args.value_size);
+                    let (keys, key_size, value_size) = (job.ops, args.key_size, args.value_size);
                     recovery::load_and_wait(&job.engine, keys, key_size, value_size, args.cache_bytes, dir)?;
                 }
                 _ => {
@@ -143,6 +148,8 @@ fn main() -> Result<()> {
                 spec.cache_bytes = args.ltm_cache_bytes;
                 run::run_job(&job, &spec, dir.path())?
             }
+            "durable-1-writer" => run::run_job(&job, &run::Spec { threads: 1, ..spec }, dir.path())?,
+            "durable-2-writers" => run::run_job(&job, &run::Spec { threads: 2, ..spec }, dir.path())?,
             _ => run::run_job(&job, &spec, dir.path())?,
         };
         println!("{}{}", run::RESULT_MARK, serde_json::to_string(&result)?);
@@ -156,7 +163,7 @@ fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     for workload in &args.workloads {
         let modes = match workload.as_str() {
-            "redb-phases" => vec!["durable".to_owned()],
+            "redb-phases" | "durable-1-writer" | "durable-2-writers" => vec!["durable".to_owned()],
             "overwrite-churn" | "recovery" | "larger-than-memory" => vec!["buffered".to_owned()],
             _ => args.modes.clone(),
         };
@@ -164,16 +171,26 @@ fn main() -> Result<()> {
             let ops = if mode == "durable" { args.durable_ops } else { args.ops };
             for engine in &args.engines {
                 let job = run::Job { engine: engine.clone(), workload: workload.clone(), mode: mode.clone(), ops };
+                if workload == "recovery" {
+                    for &n_keys in &args.recovery_keys {
+                        let mut runs = Vec::new();
+                        for run_idx in 0..args.runs.max(1) {
+                            eprintln!(
+                                "talus-bench: recovery {engine} {n_keys} keys (run {} of {})",
+                                run_idx + 1,
+                                args.runs.max(1)
+                            );
+                            let dir = tempfile::Builder::new().prefix("talus-bench-").tempdir_in(job_dir(&args)?)?;
+                            let result = recovery::run(engine, n_keys, &argv, dir.path())
+                                .with_context(|| format!("recovery {engine} {n_keys} keys"))?;
+                            runs.push(result);
+                        }
+                        results.push(report::median_of(&runs));
+                    }
+                    continue;
+                }
                 let mut runs = Vec::new();
                 for run_idx in 0..args.runs.max(1) {
-                    if workload == "recovery" {
-                        eprintln!("talus-bench: recovery {} (run {} of {})", engine, run_idx + 1, args.runs.max(1));
-                        let dir = tempfile::Builder::new().prefix("talus-bench-").tempdir_in(job_dir(&args)?)?;
-                        let result = recovery::run(engine, args.keys, &argv, dir.path())
-                            .with_context(|| format!("recovery {engine}"))?;
-                        runs.push(result);
-                        continue;
-                    }
                     eprintln!(
                         "talus-bench: {} {} {} (run {} of {})",
                         job.workload,

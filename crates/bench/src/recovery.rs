@@ -1,5 +1,5 @@
 //! `recovery`: the time to reopen after a clean close and after SIGKILL. A child loads
-//! `--keys` pairs (buffered, then synced) and reports ready; the parent kills it with
+//! each of `--recovery-keys` pairs (buffered, then synced) and reports ready; the parent kills it with
 //! SIGKILL, then another child times the open (and reads one key). That child closes
 //! cleanly, and a third times the open again.
 
@@ -64,7 +64,7 @@ pub fn run(engine_name: &str, n_keys: u64, args: &[String], dir: &Path) -> Resul
         let mut command = Command::new(&exe);
         command
             .args(&args[1..])
-            .args(["--child", &format!("{engine_name}:recovery:{role}:0"), "--in-dir"])
+            .args(["--child", &format!("{engine_name}:recovery:{role}:{n_keys}"), "--in-dir"])
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

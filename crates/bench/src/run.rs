@@ -65,6 +65,7 @@ fn workload_of(name: &str) -> Result<Workload> {
         "ycsb-c" => Workload::C,
         "ycsb-f" => Workload::F,
         "larger-than-memory" => Workload::B,
+        "durable-1-writer" | "durable-2-writers" => Workload::W,
         other => bail!("unknown workload {other:?} (ycsb-a, ycsb-b, ycsb-c, ycsb-f)"),
     })
 }
