@@ -147,7 +147,17 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             closed: false,
             _types: PhantomData,
         };
-        map.flush()?;
+        // Each bucket file is complete and synced as it is created (datapool's create), and
+        // nothing is written yet: recording the map as clean needs no flush of the buckets,
+        // only the directories and the manifest.
+        for dir in &map.dirs {
+            fsync_dir(dir)?;
+        }
+        {
+            let mut manifest = map.manifest.lock();
+            manifest.clean = true;
+            manifest.write(&map.dirs[0])?;
+        }
         Ok(map)
     }
 
