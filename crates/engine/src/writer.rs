@@ -38,8 +38,9 @@ struct Preallocated {
     zeroed_until: u64,
 }
 
-/// Zeros are written in pieces of at most this size.
-const ZERO_PIECE: usize = 1 << 20;
+/// Zeros are written one page at a time: a large write makes the page cache use large
+/// folios, and a later small write dirties (and is accounted as writing) a whole folio.
+const ZERO_PIECE: usize = 4096;
 
 impl LogWriter {
     /// A writer appending at `log_end`, filling the segment it writes with zeros
