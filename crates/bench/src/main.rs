@@ -20,12 +20,13 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 
-/// Race Talus against redb, fjall and LMDB.
+/// Race Talus against redb, fjall, LMDB and (with the `rocksdb` feature) RocksDB.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Engines to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "talus,redb,fjall,lmdb")]
+    /// Engines to run, comma-separated (default: every engine built in: talus, redb, fjall,
+    /// lmdb, and rocksdb with the `rocksdb` feature).
+    #[arg(long, value_delimiter = ',')]
     engines: Vec<String>,
     /// Workloads to run, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-f (each in every mode),
     /// durable-1-writer and durable-2-writers (durable updates only, from 1 and 2 threads),
@@ -102,6 +103,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
+    if args.engines.is_empty() {
+        args.engines = engines::ENGINES.iter().map(|name| name.to_string()).collect();
+    }
     if args.smoke {
         args.keys = 2_000;
         args.ops = 4_000;
