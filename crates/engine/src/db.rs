@@ -567,15 +567,16 @@ impl Db {
             return Ok(());
         }
         let inner = &self.inner;
-        for op in &batch.ops {
-            match op {
+        let ops: Vec<BatchOp<'_>> = batch.ops().collect();
+        for op in &ops {
+            match *op {
                 BatchOp::Put { key, value } => inner.check_sizes(key, Some(value))?,
                 BatchOp::Delete { key } => inner.check_sizes(key, None)?,
             }
         }
         inner.check_writable()?;
         let _in_flight = inner.writer_in_flight();
-        let hashes: Vec<u64> = batch.ops.iter().map(|op| inner.hash(op.key())).collect();
+        let hashes: Vec<u64> = ops.iter().map(|op| inner.hash(op.key())).collect();
         for hash in &hashes {
             inner.index.prefetch(hash);
         }
@@ -587,41 +588,49 @@ impl Db {
         let _stripes: Vec<_> = stripe_ids.iter().map(|&idx| inner.stripes[idx].0.write()).collect();
 
         // Keys new to the index, counted per hash, must stay within the collision limit.
-        let mut existing: Vec<Option<Loc>> = Vec::with_capacity(batch.ops.len());
-        let mut n_sharing: Vec<usize> = Vec::with_capacity(batch.ops.len());
-        for (op, &hash) in batch.ops.iter().zip(&hashes) {
+        let mut existing: Vec<Option<Loc>> = Vec::with_capacity(ops.len());
+        let mut n_sharing: Vec<usize> = Vec::with_capacity(ops.len());
+        for (op, &hash) in ops.iter().zip(&hashes) {
             let (found, n) = inner.find_counting(hash, op.key())?;
             existing.push(found);
             n_sharing.push(n);
         }
-        // Distinct new keys per hash (a delete later in the batch earns no credit: a
-        // conservative bound).
-        let mut new_keys: Vec<(u64, &[u8], usize)> = (0..batch.ops.len())
-            .filter(|&idx| matches!(batch.ops[idx], BatchOp::Put { .. }) && existing[idx].is_none())
-            .map(|idx| (hashes[idx], batch.ops[idx].key(), n_sharing[idx]))
-            .collect();
-        new_keys.sort_unstable();
-        new_keys.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        for group in new_keys.chunk_by(|a, b| a.0 == b.0) {
-            inner.check_room_for_new_keys(group[0].2, group.len())?;
+        // Whether the batch may name a key twice (two operations with one hash).
+        let mut sorted_hashes = hashes.clone();
+        sorted_hashes.sort_unstable();
+        let repeats = sorted_hashes.windows(2).any(|pair| pair[0] == pair[1]);
+        let is_new = |idx: usize| matches!(ops[idx], BatchOp::Put { .. }) && existing[idx].is_none();
+        if repeats {
+            // Distinct new keys per hash (a delete later in the batch earns no credit: a
+            // conservative bound).
+            let mut new_keys: Vec<(u64, &[u8], usize)> = (0..ops.len())
+                .filter(|&idx| is_new(idx))
+                .map(|idx| (hashes[idx], ops[idx].key(), n_sharing[idx]))
+                .collect();
+            new_keys.sort_unstable();
+            new_keys.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+            for group in new_keys.chunk_by(|a, b| a.0 == b.0) {
+                inner.check_room_for_new_keys(group[0].2, group.len())?;
+            }
+        } else {
+            for idx in (0..ops.len()).filter(|&idx| is_new(idx)) {
+                inner.check_room_for_new_keys(n_sharing[idx], 1)?;
+            }
         }
 
-        let mut addresses = Vec::with_capacity(batch.ops.len());
-        let mut befores: Vec<Option<u64>> = Vec::with_capacity(batch.ops.len());
+        let mut addresses = Vec::with_capacity(ops.len());
+        let mut befores: Vec<Option<u64>> = Vec::with_capacity(ops.len());
         let end = {
             let mut next_seq = inner.append.lock();
-            let last = batch.ops.len() - 1;
+            let last = ops.len() - 1;
             let mut end = 0;
             // Each key's live record as the batch goes (for the accounting): before the
             // batch, or the batch's own latest put of it. Only a batch that may name a key
-            // twice (two operations with one hash) needs to track that.
-            let mut sorted_hashes = hashes.clone();
-            sorted_hashes.sort_unstable();
-            let repeats = sorted_hashes.windows(2).any(|pair| pair[0] == pair[1]);
+            // twice needs to track that.
             let mut current: std::collections::HashMap<&[u8], Option<Loc>> = std::collections::HashMap::new();
-            for (idx, op) in batch.ops.iter().enumerate() {
+            for (idx, op) in ops.iter().enumerate() {
                 let flags = if idx == last { FLAG_BATCH | FLAG_BATCH_END } else { FLAG_BATCH };
-                let appended = match op {
+                let appended = match *op {
                     BatchOp::Put { key, value } => {
                         inner.append_record(&mut next_seq, RecordKind::Put, flags, key, value)
                     }
@@ -656,7 +665,7 @@ impl Db {
         };
         // Apply in order: `befores[idx]` is the key's index entry as the earlier operations
         // of this batch left it (the stripes are held, so nothing else changed it).
-        for (idx, op) in batch.ops.iter().enumerate() {
+        for (idx, op) in ops.iter().enumerate() {
             let hash = hashes[idx];
             let current = befores[idx];
             match op {
