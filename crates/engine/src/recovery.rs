@@ -17,7 +17,7 @@ use crate::error::{Error, Result, corruption, io_error};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, Record, RecordKind};
 use crate::segment::{SEGMENT_HEADER_LEN, Segments, check_entry_fits, entry_payload_len, segment_path};
 use crate::storage::StorageFile;
-use crate::usage::{UsageTable, entry_size};
+use crate::usage::{UsageDelta, UsageTable, entry_size};
 
 /// An index rebuild after a crash: from a checkpoint plus the log since, or from the
 /// whole log.
@@ -410,7 +410,7 @@ pub(crate) fn scan_log(
     repair: bool,
     complete_until: u64,
     progress: &mut dyn FnMut(u64, u64),
-    mut apply: impl FnMut(u64, Vec<u8>) -> Result<()>,
+    mut apply: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<ScanOutcome> {
     let segment_size = segments.segment_size;
     let all_firsts = segments.first_addresses();
@@ -429,7 +429,7 @@ pub(crate) fn scan_log(
             // A batch that went on into a segment compaction removed was complete:
             // compaction removes a segment only once the log is durable past it.
             for (address, payload) in pending_batch.drain(..) {
-                apply(address, payload)?;
+                apply(address, &payload)?;
                 outcome.n_records += 1;
             }
         }
@@ -472,7 +472,7 @@ pub(crate) fn scan_log(
                         pending_batch.push((address, payload));
                         if end {
                             for (address, payload) in pending_batch.drain(..) {
-                                apply(address, payload)?;
+                                apply(address, &payload)?;
                                 outcome.n_records += 1;
                             }
                         }
@@ -485,7 +485,7 @@ pub(crate) fn scan_log(
                                 format!("a record inside the unfinished batch that starts at address {address}"),
                             ));
                         }
-                        apply(address, payload)?;
+                        apply(address, &payload)?;
                         outcome.n_records += 1;
                     }
                     at += size;
@@ -801,7 +801,7 @@ impl KeyHash {
 /// probe window is prefetched when it arrives and the record applied this many records later.
 const REPLAY_LOOKAHEAD: usize = 16;
 /// Records the scan hands to a replay worker at a time.
-const REPLAY_BATCH: usize = 512;
+const REPLAY_BATCH: usize = 1024;
 /// At most this many replay workers (the index's buckets are locked one at a time, so a few
 /// threads apply records in parallel with little contention).
 const MAX_REPLAY_WORKERS: usize = 4;
@@ -815,11 +815,39 @@ struct ReplayTarget<'a> {
     counted_until: u64,
 }
 
-/// Scans the log from `from` (see [`scan_log`]) and applies every record to `target`. The
-/// scan (reading, checksums) runs on this thread; the records go, by key hash, to one
-/// worker thread per core (at most [`MAX_REPLAY_WORKERS`]), so a key's records are applied
-/// in log order by one worker, and the index's random accesses, which bound a rebuild, use
-/// every core.
+/// Records for a replay worker: their payloads back to back in one buffer.
+#[derive(Default)]
+struct ReplayBatch {
+    bytes: Vec<u8>,
+    /// `(address, key hash, payload end in bytes)`, in log order.
+    records: Vec<(u64, u64, usize)>,
+}
+
+impl ReplayBatch {
+    fn with_capacity(n_records: usize) -> ReplayBatch {
+        ReplayBatch { bytes: Vec::with_capacity(n_records * 256), records: Vec::with_capacity(n_records) }
+    }
+
+    fn push(&mut self, address: u64, hash: u64, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.records.push((address, hash, self.bytes.len()));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, u64, &[u8])> + '_ {
+        let mut start = 0;
+        self.records.iter().map(move |&(address, hash, end)| {
+            let payload = &self.bytes[start..end];
+            start = end;
+            (address, hash, payload)
+        })
+    }
+}
+
+/// Scans the log from `from` (see [`scan_log`]) and applies every record to `target`. On a
+/// machine with more than one core the scan (reading, checksums) runs on this thread and
+/// hands the records, by key hash, to one worker per other core (at most
+/// [`MAX_REPLAY_WORKERS`]), so a key's records are applied in log order by one worker, and
+/// the index's random accesses, which bound a rebuild, run beside the scan.
 fn replay_log(
     target: &ReplayTarget<'_>,
     hasher: &KeyHash,
@@ -828,40 +856,39 @@ fn replay_log(
     complete_until: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ScanOutcome> {
-    let n_workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_REPLAY_WORKERS);
+    let n_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n_workers = (n_cores - 1).min(MAX_REPLAY_WORKERS);
     let key_hash = |payload: &[u8]| hasher.hash(record::decode(payload, false).expect("verified by the scan").key);
-    if n_workers <= 1 {
+    if n_workers == 0 {
         let mut replayer = Replayer::new(target);
         let outcome = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
-            replayer.push(address, key_hash(&payload), payload)
+            replayer.push(address, key_hash(payload), payload.to_vec())
         })?;
-        replayer.finish()?;
-        return Ok(outcome);
+        return replayer.finish().map(|()| outcome);
     }
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(n_workers);
         let mut workers = Vec::with_capacity(n_workers);
         for _ in 0..n_workers {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(u64, u64, Vec<u8>)>>(4);
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<ReplayBatch>(4);
             senders.push(sender);
             workers.push(scope.spawn(move || -> Result<()> {
                 let mut replayer = Replayer::new(target);
                 for batch in receiver {
-                    for (address, hash, payload) in batch {
-                        replayer.push(address, hash, payload)?;
+                    for (address, hash, payload) in batch.iter() {
+                        replayer.push(address, hash, payload.to_vec())?;
                     }
                 }
                 replayer.finish()
             }));
         }
-        let mut batches: Vec<Vec<(u64, u64, Vec<u8>)>> =
-            (0..n_workers).map(|_| Vec::with_capacity(REPLAY_BATCH)).collect();
+        let mut batches: Vec<ReplayBatch> = (0..n_workers).map(|_| ReplayBatch::with_capacity(REPLAY_BATCH)).collect();
         let scanned = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
-            let hash = key_hash(&payload);
+            let hash = key_hash(payload);
             let worker = (hash % n_workers as u64) as usize;
-            batches[worker].push((address, hash, payload));
-            if batches[worker].len() == REPLAY_BATCH {
-                let batch = std::mem::replace(&mut batches[worker], Vec::with_capacity(REPLAY_BATCH));
+            batches[worker].push(address, hash, payload);
+            if batches[worker].records.len() == REPLAY_BATCH {
+                let batch = std::mem::replace(&mut batches[worker], ReplayBatch::with_capacity(REPLAY_BATCH));
                 // A worker stops early only on an error, which is returned below.
                 senders[worker].send(batch).map_err(|_| corruption(STORAGE_PATH, 0, "a replay worker stopped"))?;
             }
@@ -869,7 +896,7 @@ fn replay_log(
         });
         if scanned.is_ok() {
             for (sender, batch) in senders.iter().zip(batches) {
-                if !batch.is_empty() {
+                if !batch.records.is_empty() {
                     let _ = sender.send(batch); // a worker that stopped has its error below
                 }
             }
@@ -884,16 +911,23 @@ fn replay_log(
 
 /// Applies one worker's records to the index, in the order given, a few records behind:
 /// the index is far larger than the CPU cache, and prefetching each record's probe window
-/// before the records ahead of it are applied overlaps the cache misses.
+/// before the records ahead of it are applied overlaps the cache misses. The accounting's
+/// changes are summed per segment here and added to the shared table at the end, so that
+/// workers do not contend for it record by record.
 struct Replayer<'t, 'a> {
     target: &'t ReplayTarget<'a>,
     /// `(address, key hash, payload)` of the records waiting, oldest first.
     pending: std::collections::VecDeque<(u64, u64, Vec<u8>)>,
+    usage: UsageDelta,
 }
 
 impl<'t, 'a> Replayer<'t, 'a> {
     fn new(target: &'t ReplayTarget<'a>) -> Replayer<'t, 'a> {
-        Replayer { target, pending: std::collections::VecDeque::with_capacity(REPLAY_LOOKAHEAD + 1) }
+        Replayer {
+            target,
+            pending: std::collections::VecDeque::with_capacity(REPLAY_LOOKAHEAD + 1),
+            usage: UsageDelta::new(target.segments.segment_size),
+        }
     }
 
     /// Takes the next record (a verified payload whose key hashes to `hash`).
@@ -906,11 +940,12 @@ impl<'t, 'a> Replayer<'t, 'a> {
         Ok(())
     }
 
-    /// Applies the records still waiting.
+    /// Applies the records still waiting, then adds up the accounting.
     fn finish(mut self) -> Result<()> {
         while !self.pending.is_empty() {
             self.apply_oldest()?;
         }
+        self.usage.add_to(self.target.usage);
         Ok(())
     }
 
@@ -918,7 +953,7 @@ impl<'t, 'a> Replayer<'t, 'a> {
         let Some((address, hash, payload)) = self.pending.pop_front() else { return Ok(()) };
         let record = record::decode(&payload, false).expect("verified by the scan");
         let target = self.target;
-        let usage = (address >= target.counted_until).then_some(target.usage);
+        let usage = (address >= target.counted_until).then_some(&mut self.usage);
         replay(target.index, target.segments, hash, address, &record, usage)
     }
 }
@@ -931,7 +966,7 @@ fn replay(
     hash: u64,
     address: u64,
     record: &Record<'_>,
-    usage: Option<&UsageTable>,
+    usage: Option<&mut UsageDelta>,
 ) -> Result<()> {
     let size = entry_size(record::encoded_len(record.key.len(), record.value.len()));
     let mut existing = None;

@@ -69,14 +69,6 @@ impl UsageTable {
         });
     }
 
-    /// A record of `size` bytes was found at `address` that was already superseded when it
-    /// was written (replay of an older version).
-    pub(crate) fn appended_dead(&self, address: u64, size: u64) {
-        self.with_counts(address, true, |counts| {
-            counts.written_bytes.fetch_add(size, Ordering::Relaxed);
-        });
-    }
-
     /// The live record of `size` bytes at `address` was superseded (overwritten, deleted or
     /// copied elsewhere by compaction).
     pub(crate) fn superseded(&self, address: u64, size: u64) {
@@ -85,6 +77,20 @@ impl UsageTable {
                 .live_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| Some(live.saturating_sub(size)));
         });
+    }
+
+    /// Adds `delta`'s counts (a replay worker's, see [`UsageDelta`]).
+    fn add(&self, first: u64, delta: &DeltaCounts) {
+        if delta.written_bytes + delta.live_added + delta.tombstone_bytes > 0 {
+            self.with_counts(first, true, |counts| {
+                counts.written_bytes.fetch_add(delta.written_bytes, Ordering::Relaxed);
+                counts.live_bytes.fetch_add(delta.live_added, Ordering::Relaxed);
+                counts.tombstone_bytes.fetch_add(delta.tombstone_bytes, Ordering::Relaxed);
+            });
+        }
+        if delta.live_removed > 0 {
+            self.superseded(first, delta.live_removed);
+        }
     }
 
     /// The segment starting at `first` is gone.
@@ -109,5 +115,62 @@ impl UsageTable {
                 SegmentUsage { first_address, written_bytes, live_bytes, tombstone_bytes }
             })
             .collect()
+    }
+}
+
+/// One segment's changes in a [`UsageDelta`].
+#[derive(Debug, Default)]
+struct DeltaCounts {
+    written_bytes: u64,
+    live_added: u64,
+    tombstone_bytes: u64,
+    live_removed: u64,
+}
+
+/// Changes to a [`UsageTable`] summed privately (by one replay worker) and added at the
+/// end with [`add_to`](Self::add_to). A worker replays every record of its keys, so the
+/// live bytes it removes from a segment are ones it added, or that the table held before:
+/// adding the workers' sums one after another never takes a count below zero.
+#[derive(Debug)]
+pub(crate) struct UsageDelta {
+    segment_size: u64,
+    segments: BTreeMap<u64, DeltaCounts>,
+}
+
+impl UsageDelta {
+    pub(crate) fn new(segment_size: u64) -> UsageDelta {
+        UsageDelta { segment_size, segments: BTreeMap::new() }
+    }
+
+    fn counts(&mut self, address: u64) -> &mut DeltaCounts {
+        self.segments.entry(address - address % self.segment_size).or_default()
+    }
+
+    /// As [`UsageTable::appended`].
+    pub(crate) fn appended(&mut self, address: u64, size: u64, is_tombstone: bool) {
+        let counts = self.counts(address);
+        counts.written_bytes += size;
+        match is_tombstone {
+            true => counts.tombstone_bytes += size,
+            false => counts.live_added += size,
+        }
+    }
+
+    /// A record of `size` bytes was found at `address` that was already superseded when it
+    /// was written (replay of an older version).
+    pub(crate) fn appended_dead(&mut self, address: u64, size: u64) {
+        self.counts(address).written_bytes += size;
+    }
+
+    /// As [`UsageTable::superseded`].
+    pub(crate) fn superseded(&mut self, address: u64, size: u64) {
+        self.counts(address).live_removed += size;
+    }
+
+    /// Adds every change to `table`.
+    pub(crate) fn add_to(self, table: &UsageTable) {
+        for (first, delta) in &self.segments {
+            table.add(*first, delta);
+        }
     }
 }
