@@ -129,7 +129,10 @@ impl LogWriter {
             file.write_at(part, offset).map_err(io_error("write the log", &path))?;
         }
         if self.preallocation > 0 {
-            self.preallocate(first_address, &file, file_offset + (end - start), segments.segment_size)?;
+            // A large commit (a bulk load's batches) pays for its journal commit many times
+            // over; zeros ahead of it would only write it twice.
+            let small_commit = end.saturating_sub(self.synced_until) <= self.preallocation / 4;
+            self.preallocate(first_address, &file, file_offset + (end - start), segments.segment_size, small_commit)?;
         }
         if !self.unsynced.iter().any(|(address, _)| *address == first_address) {
             self.unsynced.push((first_address, file));
@@ -139,7 +142,7 @@ impl LogWriter {
 
     /// After a write that ends at file offset `data_end` of the segment at `first_address`:
     /// once the data reaches the zeros' end, fills the next `preallocation` bytes (up to the
-    /// segment's end) with zeros. They are synced with the next commit, whose fdatasync then
+    /// segment's end) with zeros, if `zero_ahead` (the commit is small). They are synced with the next commit, whose fdatasync then
     /// also records the file's new size; the commits after it only overwrite blocks the file
     /// has, which needs no journal commit.
     fn preallocate(
@@ -148,6 +151,7 @@ impl LogWriter {
         file: &Arc<dyn StorageFile>,
         data_end: u64,
         segment_size: u64,
+        zero_ahead: bool,
     ) -> Result<()> {
         let current = match &mut self.current {
             Some(current) if current.first_address == first_address => current,
@@ -159,7 +163,7 @@ impl LogWriter {
             }),
         };
         current.data_end = current.data_end.max(data_end);
-        if current.zeroed_until > data_end {
+        if current.zeroed_until > data_end || !zero_ahead {
             return Ok(());
         }
         let from = data_end;
