@@ -996,51 +996,57 @@ pub(crate) fn remove_checkpoint(dir: &Path) -> Result<()> {
     })
 }
 
+/// Starts a background thread named `name` that runs `work` each time `signal(&inner)` is
+/// notified or `every` passes, until the database shuts down (`shutdown` set and every
+/// signal notified). What `what` names goes into the error if the thread cannot start.
+fn spawn_background(
+    inner: Arc<Inner>,
+    name: &str,
+    what: &'static str,
+    signal: fn(&Inner) -> &Condvar,
+    every: Duration,
+    work: impl Fn(&Inner) + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let mut stop = inner.shutdown.lock();
+            while !*stop {
+                signal(&inner).wait_for(&mut stop, every);
+                if *stop {
+                    break;
+                }
+                drop(stop);
+                work(&inner);
+                stop = inner.shutdown.lock();
+            }
+        })
+        .map_err(|source| Error::Io { op: what, file: String::new(), source })
+}
+
 /// The background log writer (not with [`SyncMode::Always`], whose commits write the log):
 /// woken every `flush_step` bytes of log (and every [`LOG_WRITER_TICK`]), it copies the
 /// published log to the segment files, so writers that find memory full only evict, and a
 /// sync finds most of the log already in the page cache.
 fn spawn_log_writer_thread(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("talus-log-writer".to_owned())
-        .spawn(move || {
-            let mut stop = inner.shutdown.lock();
-            while !*stop {
-                inner.flush_signal.wait_for(&mut stop, LOG_WRITER_TICK);
-                if *stop {
-                    break;
-                }
-                drop(stop);
-                if inner.check_writable().is_ok()
-                    && let Err(error) = inner.write_published()
-                {
-                    tracing::warn!(%error, "the background log writer failed");
-                }
-                stop = inner.shutdown.lock();
-            }
-        })
-        .map_err(|source| Error::Io { op: "start the log writer thread", file: String::new(), source })
+    let signal: fn(&Inner) -> &Condvar = |inner| &inner.flush_signal;
+    spawn_background(inner, "talus-log-writer", "start the log writer thread", signal, LOG_WRITER_TICK, |inner| {
+        if inner.check_writable().is_ok()
+            && let Err(error) = inner.write_published()
+        {
+            tracing::warn!(%error, "the background log writer failed");
+        }
+    })
 }
 
 fn spawn_sync_thread(inner: Arc<Inner>, interval: Duration) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("talus-sync".to_owned())
-        .spawn(move || {
-            let mut stop = inner.shutdown.lock();
-            while !*stop {
-                inner.shutdown_signal.wait_for(&mut stop, interval);
-                if *stop {
-                    break;
-                }
-                drop(stop);
-                let until = inner.published_until.load(Ordering::Acquire);
-                if let Err(error) = inner.wait_durable(until) {
-                    tracing::warn!(%error, "periodic sync failed");
-                }
-                stop = inner.shutdown.lock();
-            }
-        })
-        .map_err(|source| Error::Io { op: "start the sync thread", file: String::new(), source })
+    let signal: fn(&Inner) -> &Condvar = |inner| &inner.shutdown_signal;
+    spawn_background(inner, "talus-sync", "start the sync thread", signal, interval, |inner| {
+        let until = inner.published_until.load(Ordering::Acquire);
+        if let Err(error) = inner.wait_durable(until) {
+            tracing::warn!(%error, "periodic sync failed");
+        }
+    })
 }
 
 impl Inner {

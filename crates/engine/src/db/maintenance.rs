@@ -274,21 +274,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
 
 /// Starts the thread that compacts and checkpoints in the background.
 pub(super) fn spawn_maintenance_thread(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("talus-maintenance".to_owned())
-        .spawn(move || {
-            let mut stop = inner.shutdown.lock();
-            while !*stop {
-                inner.shutdown_signal.wait_for(&mut stop, TICK);
-                if *stop {
-                    break;
-                }
-                drop(stop);
-                inner.background_tick();
-                stop = inner.shutdown.lock();
-            }
-        })
-        .map_err(|source| Error::Io { op: "start the maintenance thread", file: String::new(), source })
+    let signal: fn(&Inner) -> &parking_lot::Condvar = |inner| &inner.shutdown_signal;
+    super::spawn_background(inner, "talus-maintenance", "start the maintenance thread", signal, TICK, |inner| {
+        inner.background_tick()
+    })
 }
 
 impl Inner {
