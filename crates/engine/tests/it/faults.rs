@@ -204,7 +204,7 @@ fn failed_write_of_the_background_log_writer_poisons() {
     let dir = fast_tempdir();
     let index_dir = dir.path().join("index");
     let storage = MemStorage::new();
-    let db = open_mem(options(SyncMode::Never), &storage, &index_dir).expect("open");
+    let db = open_mem(options(SyncMode::Never).background_log_writer(true), &storage, &index_dir).expect("open");
     let key = |idx: u64| format!("key {idx:05}").into_bytes();
     let value = |idx: u64| pattern(1000, idx);
     storage.fail_next_writes(1);
