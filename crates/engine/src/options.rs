@@ -116,7 +116,7 @@ impl Default for Options {
             checkpoint_interval: None,
             checkpoint_dir: None,
             log_preallocation: None,
-            background_log_writer: false,
+            background_log_writer: true,
         }
     }
 }
@@ -208,8 +208,7 @@ impl Options {
     }
 
     /// Whether a background thread copies the log from memory to the segment files as it
-    /// grows (default: off, until a live-versus-replayed accounting difference it exposes
-    /// under compaction is understood; see issue 7's note). Without it, the writer that finds memory full writes everything
+    /// grows (default: on). Without it, the writer that finds memory full writes everything
     /// unwritten before it can evict, and a sync writes all the log since the last one.
     /// [`SyncMode::Always`] has no such thread: its group commits write the log.
     pub fn background_log_writer(mut self, on: bool) -> Self {

@@ -981,9 +981,15 @@ fn replay(
     if let Some((_, seq, _)) = existing
         && seq > record.seq
     {
-        // An older version: sequence numbers decide, not positions.
+        // An older version: sequence numbers decide, not positions. (Compaction copies a
+        // tombstone forward with its sequence number, so it may land after a newer put of
+        // its key.) A delete record counts as a tombstone wherever it stands, as it did
+        // when it was appended; an older put is garbage.
         if let Some(usage) = usage {
-            usage.appended_dead(address, size);
+            match record.kind {
+                RecordKind::Delete => usage.appended(address, size, true),
+                RecordKind::Put => usage.appended_dead(address, size),
+            }
         }
         return Ok(());
     }

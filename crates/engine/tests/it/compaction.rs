@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use talus_engine::{Db, Options, SegmentStats, Stats, SyncMode, WriteBatch};
 use talus_testkit::{SplitMix64, fill_pattern, has_pattern, pattern, test_seed};
 
-use crate::support::{State, fast_tempdir, options, state_of};
+use crate::support::{SEGMENT_SIZE, State, fast_tempdir, options, state_of};
 
 const MIB: u64 = 1 << 20;
 /// Bytes of the ring's entry header in front of every record.
@@ -657,6 +657,72 @@ fn accounting_matches_a_recount() {
     let after = check_recount(&db, &model, "after a crash reopen from a checkpoint");
     assert_eq!(after.recovery.checkpoint_covers_until, Some(checkpoint.covers_until));
     assert_eq!(after.segments, before.segments, "a checkpoint and a replay bring every segment's numbers back");
+    db.close().expect("close");
+}
+
+/// Compaction copies a tombstone forward with its old sequence number, so it can land
+/// after a newer put of its key whose own delete a later compaction dropped. The replay
+/// must still count it as a tombstone, as the live accounting did when it was appended.
+// A regression test: the replay once counted such a tombstone as garbage, found by
+// `accounting_matches_a_recount` with seed 18199422244511263696.
+#[test]
+fn a_tombstone_copied_past_a_newer_put_counts_the_same_on_replay() {
+    const FILLER_LEN: usize = 4_000;
+    let dir = fast_tempdir();
+    let open = |path: &Path| {
+        options(SyncMode::Never)
+            .compaction_garbage_ratio(0.5)
+            .compaction_space_amplification(100.0)
+            .checkpoint_every_bytes(0)
+            .open(path)
+            .expect("open")
+    };
+    let db = open(dir.path());
+    let key = b"the-key".as_slice();
+    let segment_of = |db: &Db| db.stats().log_tail / SEGMENT_SIZE;
+    // Writes fillers named `prefix-N` until the log reaches the next segment.
+    let fill = |db: &Db, prefix: &str| -> Vec<Vec<u8>> {
+        let segment = segment_of(db);
+        let mut keys = Vec::new();
+        while segment_of(db) == segment {
+            let filler = format!("{prefix}-{}", keys.len()).into_bytes();
+            db.put(&filler, pattern(FILLER_LEN, keys.len() as u64)).expect("put a filler");
+            keys.push(filler);
+        }
+        keys
+    };
+    db.put(key, b"first").expect("put"); // S1, whose live fillers keep it
+    fill(&db, "a");
+    db.delete(key).expect("delete"); // S2, all garbage soon
+    let in_s2 = fill(&db, "b");
+    db.put(key, b"second").expect("put"); // S3, whose live fillers keep it
+    fill(&db, "c");
+    db.delete(key).expect("delete"); // S4, all garbage later
+    let in_s4 = fill(&db, "d");
+
+    // S2 goes: S1 may still hold a put the tombstone hides, and no put of the key is
+    // live, so the tombstone is copied to the tail, after S3's newer put.
+    in_s2.iter().for_each(|filler| db.delete(filler).expect("delete a filler"));
+    let first = db.compact().expect("compact");
+    assert_eq!((first.n_segments_compacted, first.n_tombstones_copied), (1, 1), "{first:?}");
+    // Then a newer put, and S4 goes, its tombstone dropped (the newer put hides S3's).
+    db.put(key, b"third").expect("put");
+    in_s4.iter().for_each(|filler| db.delete(filler).expect("delete a filler"));
+    let second = db.compact().expect("compact");
+    assert!(second.n_segments_compacted >= 1 && second.n_tombstones_dropped >= 1, "{second:?}");
+    let before = db.stats();
+    check_accounting_identities(&before, "before the crash");
+    let model = state_of(&db);
+    assert_eq!(model.get(key).map(Vec::as_slice), Some(b"third".as_slice()));
+
+    db.sync().expect("sync");
+    db.simulate_crash();
+    let db = open(dir.path());
+    let after = db.stats();
+    assert!(after.recovery.n_records_replayed > 0);
+    assert_eq!(state_of(&db), model, "the replay gives the same contents");
+    check_accounting_identities(&after, "after a replay");
+    assert_eq!(after.segments, before.segments, "the replay gives every segment's numbers back");
     db.close().expect("close");
 }
 
