@@ -49,8 +49,9 @@ const LOCK_PATH: &str = "LOCK";
 pub(crate) const STORAGE_PATH: &str = "<storage>";
 /// How long open keeps trying a lock held elsewhere before it reports `Locked`.
 const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
-/// How long a commit leader waits for writers that are appending to join its fsync (only
-/// when there are such writers): a fraction of an fsync, for a bigger group.
+/// How long a commit leader waits for writers that are appending, or that waited for the
+/// last commit and have not come back yet, to join its fsync (only when there are such
+/// writers): a fraction of an fsync, for a bigger group.
 const GATHER_MAX: Duration = Duration::from_micros(25);
 /// The background log writer runs at least this often, and every 1/[`LOG_WRITER_STEPS`] of
 /// the log's memory.
@@ -109,6 +110,12 @@ struct Inner {
     /// for a commit: a leader gives the difference a moment to join its fsync.
     writers_in_flight: AtomicU64,
     writers_waiting: AtomicU64,
+    /// The durable writes counted when the last commit took its snapshot of the log, and
+    /// how many writers that commit saw (those it covered and those that came while it
+    /// synced): the next leader waits a moment for as many new writes, so that writers
+    /// that take turns share fsyncs instead of leading one each.
+    commit_covered: AtomicU64,
+    expected_group: AtomicU64,
     poisoned: AtomicBool,
     stripes: Box<[Stripe]>,
     manifest: Mutex<Manifest>,
@@ -451,6 +458,8 @@ impl Db {
             commit_done: Condvar::new(),
             writers_in_flight: AtomicU64::new(0),
             writers_waiting: AtomicU64::new(0),
+            commit_covered: AtomicU64::new(0),
+            expected_group: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             stripes: (0..N_STRIPES).map(|_| Stripe::default()).collect(),
             manifest: Mutex::new(manifest),
@@ -1279,16 +1288,30 @@ impl Inner {
     }
 
     /// Before a leader takes its snapshot of the log: if other durable writers are still
-    /// appending (in flight, not yet waiting), give them up to [`GATHER_MAX`] to publish,
-    /// so that one fsync covers them too. A lone writer never waits.
+    /// appending (in flight, not yet waiting), or fewer writes came since the last commit's
+    /// snapshot than that commit saw writers (writers taking turns: the others are on their
+    /// way back with their next write), give them up to [`GATHER_MAX`] to publish, so that
+    /// one fsync covers them too. A lone writer never waits.
     fn gather_writers(&self) {
+        let expected = self.expected_group.load(Ordering::Relaxed);
+        let since = self.commit_covered.load(Ordering::SeqCst);
         let mut deadline = None;
-        while self.writers_in_flight.load(Ordering::SeqCst) > self.writers_waiting.load(Ordering::SeqCst) {
+        let mut n_spins = 0u32;
+        loop {
+            let appending = self.writers_in_flight.load(Ordering::SeqCst) > self.writers_waiting.load(Ordering::SeqCst);
+            let missing = self.counters.n_durable_writes.load(Ordering::SeqCst).saturating_sub(since) < expected;
+            if !appending && !missing {
+                break;
+            }
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + GATHER_MAX);
             if Instant::now() >= deadline {
                 break;
             }
-            std::hint::spin_loop();
+            n_spins += 1;
+            match n_spins % 64 {
+                0 => std::thread::yield_now(), // the writers awaited may need this core
+                _ => std::hint::spin_loop(),
+            }
         }
     }
 
@@ -1306,7 +1329,13 @@ impl Inner {
             *leader_active = true;
             drop(leader_active);
             self.gather_writers();
+            // About the writes this commit covers: each is counted just after it is
+            // published, and `write_and_sync` takes its snapshot of the log after this.
+            let covered = self.counters.n_durable_writes.load(Ordering::SeqCst);
             let result = self.write_and_sync();
+            let came_meanwhile = self.counters.n_durable_writes.load(Ordering::SeqCst).saturating_sub(covered);
+            let group = covered.saturating_sub(self.commit_covered.swap(covered, Ordering::SeqCst));
+            self.expected_group.store(group + came_meanwhile, Ordering::Relaxed);
             leader_active = self.commit.lock();
             *leader_active = false;
             self.commit_done.notify_all();
