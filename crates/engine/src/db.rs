@@ -53,6 +53,8 @@ const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
 /// last commit and have not come back yet, to join its fsync (only when there are such
 /// writers): a fraction of an fsync, for a bigger group.
 const GATHER_MAX: Duration = Duration::from_micros(25);
+/// How many keys ahead a batch prefetches index probe windows.
+const PREFETCH_AHEAD: usize = 16;
 /// The background log writer runs at least this often, and every 1/[`LOG_WRITER_STEPS`] of
 /// the log's memory.
 const LOG_WRITER_TICK: Duration = Duration::from_millis(50);
@@ -586,9 +588,6 @@ impl Db {
         inner.check_writable()?;
         let _in_flight = inner.writer_in_flight();
         let hashes: Vec<u64> = ops.iter().map(|op| inner.hash(op.key())).collect();
-        for hash in &hashes {
-            inner.index.prefetch(hash);
-        }
         let mut stripe_ids: Vec<usize> = hashes.iter().map(|&hash| stripe_of(hash)).collect();
         stripe_ids.sort_unstable();
         stripe_ids.dedup();
@@ -599,7 +598,9 @@ impl Db {
         // Keys new to the index, counted per hash, must stay within the collision limit.
         let mut existing: Vec<Option<Loc>> = Vec::with_capacity(ops.len());
         let mut n_sharing: Vec<usize> = Vec::with_capacity(ops.len());
-        for (op, &hash) in ops.iter().zip(&hashes) {
+        inner.prefetch_ahead(&hashes, None);
+        for (idx, (op, &hash)) in ops.iter().zip(&hashes).enumerate() {
+            inner.prefetch_ahead(&hashes, Some(idx));
             let (found, n) = inner.find_counting(hash, op.key())?;
             existing.push(found);
             n_sharing.push(n);
@@ -674,7 +675,9 @@ impl Db {
         };
         // Apply in order: `befores[idx]` is the key's index entry as the earlier operations
         // of this batch left it (the stripes are held, so nothing else changed it).
+        inner.prefetch_ahead(&hashes, None);
         for (idx, op) in ops.iter().enumerate() {
+            inner.prefetch_ahead(&hashes, Some(idx));
             let hash = hashes[idx];
             let current = befores[idx];
             match op {
@@ -1061,6 +1064,20 @@ fn spawn_sync_thread(inner: Arc<Inner>, interval: Duration) -> Result<JoinHandle
 impl Inner {
     fn hash(&self, key: &[u8]) -> u64 {
         xxhash_rust::xxh3::xxh3_64_with_seed(key, self.hash_seed) & self.hash_mask
+    }
+
+    /// Prefetches the index probe windows of a batch's keys a few ahead of the one being
+    /// worked on (`at`; `None` before the first), so that their cache misses overlap. (A
+    /// large batch's windows prefetched all at once would leave the cache before their
+    /// turn.)
+    fn prefetch_ahead(&self, hashes: &[u64], at: Option<usize>) {
+        let range = match at {
+            None => 0..PREFETCH_AHEAD.min(hashes.len()),
+            Some(at) => at + PREFETCH_AHEAD..(at + PREFETCH_AHEAD + 1).min(hashes.len()),
+        };
+        for hash in &hashes[range.start.min(range.end)..range.end] {
+            self.index.prefetch(hash);
+        }
     }
 
     fn stripe(&self, hash: u64) -> &RwLock<()> {
