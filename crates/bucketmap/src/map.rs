@@ -284,6 +284,25 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         Ok(None)
     }
 
+    /// Inserts `value` for `key` unless `key` has an entry: then changes nothing and returns
+    /// that entry's value (its first, if it has several). One probe where a lookup followed
+    /// by an insert takes two.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    pub fn insert_if_absent(&self, key: K, value: V) -> Result<Option<V>> {
+        let hash = self.hash(&key);
+        let mut bucket = self.write_bucket(hash)?;
+        let key_bytes = bytemuck::bytes_of(&key);
+        if let Some(cell) = bucket.matches(hash, key_bytes, &self.layout, self.max_search).next() {
+            return Ok(Some(bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout))));
+        }
+        bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), &self.layout, self.max_search, &self.dirs)?;
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    }
+
     /// Removes `key`'s first entry; returns its value.
     ///
     /// # Errors

@@ -16,7 +16,7 @@ fn random_operations_match_a_hashmap() {
         let mut rng = SplitMix64::new(seed ^ u64::from(bucket_bits));
         for op in 0..100_000u64 {
             let key = rng.below(5_000);
-            match rng.below(8) {
+            match rng.below(9) {
                 0..=2 => assert_eq!(map.insert(key, op).expect("insert"), model.insert(key, op), "insert {key}"),
                 3 => {
                     map.update(key, |v| v.map(|v| v + 1)).expect("update");
@@ -38,6 +38,15 @@ fn random_operations_match_a_hashmap() {
                     };
                 }
                 5 => assert_eq!(map.remove(&key).expect("remove"), model.remove(&key), "remove {key}"),
+                6 => {
+                    let expected = model.get(&key).copied();
+                    model.entry(key).or_insert(op);
+                    assert_eq!(
+                        map.insert_if_absent(key, op).expect("insert if absent"),
+                        expected,
+                        "insert_if_absent {key}"
+                    );
+                }
                 _ => assert_eq!(map.get(&key), model.get(&key).copied(), "get {key}"),
             }
             if op % 10_000 == 9_999 {
