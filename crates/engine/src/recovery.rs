@@ -797,8 +797,7 @@ impl KeyHash {
     }
 }
 
-/// Records a replay worker holds back so that their index probes overlap: each record's
-/// probe window is prefetched when it arrives and the record applied this many records later.
+/// How many records ahead of the one being applied a replay worker prefetches probe windows.
 const REPLAY_LOOKAHEAD: usize = 16;
 /// Records the scan hands to a replay worker at a time.
 const REPLAY_BATCH: usize = 1024;
@@ -833,6 +832,11 @@ impl ReplayBatch {
         self.records.push((address, hash, self.bytes.len()));
     }
 
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
+
     fn iter(&self) -> impl Iterator<Item = (u64, u64, &[u8])> + '_ {
         let mut start = 0;
         self.records.iter().map(move |&(address, hash, end)| {
@@ -861,9 +865,16 @@ fn replay_log(
     let key_hash = |payload: &[u8]| hasher.hash(record::decode(payload, false).expect("verified by the scan").key);
     if n_workers == 0 {
         let mut replayer = Replayer::new(target);
+        let mut batch = ReplayBatch::with_capacity(REPLAY_BATCH);
         let outcome = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
-            replayer.push(address, key_hash(payload), payload.to_vec())
+            batch.push(address, key_hash(payload), payload);
+            if batch.records.len() == REPLAY_BATCH {
+                replayer.apply(&batch)?;
+                batch.clear();
+            }
+            Ok(())
         })?;
+        replayer.apply(&batch)?;
         return replayer.finish().map(|()| outcome);
     }
     std::thread::scope(|scope| {
@@ -875,9 +886,7 @@ fn replay_log(
             workers.push(scope.spawn(move || -> Result<()> {
                 let mut replayer = Replayer::new(target);
                 for batch in receiver {
-                    for (address, hash, payload) in batch.iter() {
-                        replayer.push(address, hash, payload.to_vec())?;
-                    }
+                    replayer.apply(&batch)?;
                 }
                 replayer.finish()
             }));
@@ -909,52 +918,42 @@ fn replay_log(
     })
 }
 
-/// Applies one worker's records to the index, in the order given, a few records behind:
-/// the index is far larger than the CPU cache, and prefetching each record's probe window
-/// before the records ahead of it are applied overlaps the cache misses. The accounting's
-/// changes are summed per segment here and added to the shared table at the end, so that
-/// workers do not contend for it record by record.
+/// Applies one worker's records to the index, in the order given, prefetching each
+/// record's probe window [`REPLAY_LOOKAHEAD`] records ahead: the index is far larger than
+/// the CPU cache, and the prefetches overlap the cache misses. The accounting's changes are
+/// summed per segment here and added to the shared table at the end, so that workers do not
+/// contend for it record by record.
 struct Replayer<'t, 'a> {
     target: &'t ReplayTarget<'a>,
-    /// `(address, key hash, payload)` of the records waiting, oldest first.
-    pending: std::collections::VecDeque<(u64, u64, Vec<u8>)>,
     usage: UsageDelta,
 }
 
 impl<'t, 'a> Replayer<'t, 'a> {
     fn new(target: &'t ReplayTarget<'a>) -> Replayer<'t, 'a> {
-        Replayer {
-            target,
-            pending: std::collections::VecDeque::with_capacity(REPLAY_LOOKAHEAD + 1),
-            usage: UsageDelta::new(target.segments.segment_size),
-        }
+        Replayer { target, usage: UsageDelta::new(target.segments.segment_size) }
     }
 
-    /// Takes the next record (a verified payload whose key hashes to `hash`).
-    fn push(&mut self, address: u64, hash: u64, payload: Vec<u8>) -> Result<()> {
-        self.target.index.prefetch(&hash);
-        self.pending.push_back((address, hash, payload));
-        if self.pending.len() > REPLAY_LOOKAHEAD {
-            self.apply_oldest()?;
+    /// Applies a batch of verified records, in order.
+    fn apply(&mut self, batch: &ReplayBatch) -> Result<()> {
+        let target = self.target;
+        for &(_, hash, _) in batch.records.iter().take(REPLAY_LOOKAHEAD) {
+            target.index.prefetch(&hash);
+        }
+        for (idx, (address, hash, payload)) in batch.iter().enumerate() {
+            if let Some(&(_, ahead, _)) = batch.records.get(idx + REPLAY_LOOKAHEAD) {
+                target.index.prefetch(&ahead);
+            }
+            let record = record::decode(payload, false).expect("verified by the scan");
+            let usage = (address >= target.counted_until).then_some(&mut self.usage);
+            replay(target.index, target.segments, hash, address, &record, usage)?;
         }
         Ok(())
     }
 
-    /// Applies the records still waiting, then adds up the accounting.
-    fn finish(mut self) -> Result<()> {
-        while !self.pending.is_empty() {
-            self.apply_oldest()?;
-        }
+    /// Adds up the accounting.
+    fn finish(self) -> Result<()> {
         self.usage.add_to(self.target.usage);
         Ok(())
-    }
-
-    fn apply_oldest(&mut self) -> Result<()> {
-        let Some((address, hash, payload)) = self.pending.pop_front() else { return Ok(()) };
-        let record = record::decode(&payload, false).expect("verified by the scan");
-        let target = self.target;
-        let usage = (address >= target.counted_until).then_some(&mut self.usage);
-        replay(target.index, target.segments, hash, address, &record, usage)
     }
 }
 
@@ -969,6 +968,13 @@ fn replay(
     usage: Option<&mut UsageDelta>,
 ) -> Result<()> {
     let size = entry_size(record::encoded_len(record.key.len(), record.value.len()));
+    // Most puts are of a hash with no entry yet: one probe inserts them.
+    if record.kind == RecordKind::Put && index.insert_if_absent(hash, address)?.is_none() {
+        if let Some(usage) = usage {
+            usage.appended(address, size, false);
+        }
+        return Ok(());
+    }
     let mut existing = None;
     for candidate in index.values(&hash) {
         let payload = segments.read_payload(candidate)?;
