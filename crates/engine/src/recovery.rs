@@ -325,7 +325,8 @@ pub(crate) enum Step {
     Invalid(&'static str),
 }
 
-pub(crate) fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Result<(Step, Option<Vec<u8>>)> {
+/// The step at data offset `at`, with a record's payload (borrowed from the reader).
+pub(crate) fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Result<(Step, Option<&[u8]>)> {
     if at >= reader.data_len {
         return Ok((Step::End, None));
     }
@@ -355,7 +356,7 @@ pub(crate) fn step(reader: &mut SegmentReader, at: u64, segment_size: u64) -> Re
     if let Err(reason) = record::decode(payload, true) {
         return Ok((Step::Invalid(reason), None));
     }
-    Ok((Step::Record { size: header.size as u64 }, Some(payload.to_vec())))
+    Ok((Step::Record { size: header.size as u64 }, Some(payload)))
 }
 
 /// Trailing zeros at least this long are the segment's preallocation (see
@@ -420,7 +421,7 @@ pub(crate) fn scan_log(
     let n_bytes_total =
         log_bytes_in_files(segments).saturating_sub(from - all_firsts.first().map_or(from, |&first| first.min(from)));
     let mut next_progress = 0u64;
-    let mut pending_batch: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut pending_batch = PendingBatch::default();
     let mut expected_first = segments.first_address_of(from);
     for (idx, &first) in firsts.iter().enumerate() {
         let path = segment_path(first);
@@ -428,10 +429,7 @@ pub(crate) fn scan_log(
             expected_first += segment_size;
             // A batch that went on into a segment compaction removed was complete:
             // compaction removes a segment only once the log is durable past it.
-            for (address, payload) in pending_batch.drain(..) {
-                apply(address, &payload)?;
-                outcome.n_records += 1;
-            }
+            outcome.n_records += pending_batch.apply_all(&mut apply)?;
         }
         if first != expected_first {
             return Err(corruption(
@@ -463,29 +461,24 @@ pub(crate) fn scan_log(
             match step {
                 Step::Record { size } => {
                     let payload = payload.expect("a record step has its payload");
-                    let record = record::decode(&payload, false).expect("verified by step");
+                    let record = record::decode(payload, false).expect("verified by step");
                     let (seq, flags) = (record.seq, record.flags);
                     let address = first + at;
                     outcome.max_seq = outcome.max_seq.max(seq);
                     if flags & FLAG_BATCH != 0 {
-                        let end = flags & FLAG_BATCH_END != 0;
-                        pending_batch.push((address, payload));
-                        if end {
-                            for (address, payload) in pending_batch.drain(..) {
-                                apply(address, &payload)?;
-                                outcome.n_records += 1;
-                            }
+                        pending_batch.push(address, payload);
+                        if flags & FLAG_BATCH_END != 0 {
+                            outcome.n_records += pending_batch.apply_all(&mut apply)?;
                         }
                     } else {
-                        if !pending_batch.is_empty() {
-                            let (address, _) = pending_batch[0];
+                        if let Some(address) = pending_batch.first_address() {
                             return Err(corruption(
                                 &path,
                                 SEGMENT_HEADER_LEN + at,
                                 format!("a record inside the unfinished batch that starts at address {address}"),
                             ));
                         }
-                        apply(address, &payload)?;
+                        apply(address, payload)?;
                         outcome.n_records += 1;
                     }
                     at += size;
@@ -516,7 +509,7 @@ pub(crate) fn scan_log(
     progress(outcome.n_bytes, n_bytes_total.max(outcome.n_bytes));
     let old_end = outcome.log_end;
     // The log ends inside a batch: the batch never finished, so it never happened.
-    let cut = pending_batch.first().map_or(old_end, |&(batch_start, _)| batch_start);
+    let cut = pending_batch.first_address().unwrap_or(old_end);
     if complete_until > cut {
         // Files cut short or removed after a clean close: acknowledged writes are gone.
         let first = segments.first_address_of(cut);
@@ -543,6 +536,43 @@ pub(crate) fn scan_log(
     Ok(outcome)
 }
 
+/// The records of a batch whose end the scan has not reached yet: their payloads back to
+/// back in one buffer.
+#[derive(Default)]
+struct PendingBatch {
+    bytes: Vec<u8>,
+    /// `(address, payload end in bytes)`, in log order.
+    records: Vec<(u64, usize)>,
+}
+
+impl PendingBatch {
+    fn push(&mut self, address: u64, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.records.push((address, self.bytes.len()));
+    }
+
+    fn first_address(&self) -> Option<u64> {
+        self.records.first().map(|&(address, _)| address)
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Applies every record, in order, and empties the batch; returns how many.
+    fn apply_all(&mut self, apply: &mut impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+        let mut start = 0;
+        for &(address, end) in &self.records {
+            apply(address, &self.bytes[start..end])?;
+            start = end;
+        }
+        let n = self.records.len() as u64;
+        self.bytes.clear();
+        self.records.clear();
+        Ok(n)
+    }
+}
+
 /// When a scan may cut the log.
 #[derive(Clone, Copy)]
 struct CutRules {
@@ -564,7 +594,7 @@ fn finish_cut(
     mut reader: SegmentReader,
     damage: DamageAt,
     rules: CutRules,
-    pending_batch: Vec<(u64, Vec<u8>)>,
+    pending_batch: PendingBatch,
     mut outcome: ScanOutcome,
 ) -> Result<ScanOutcome> {
     let segment_size = segments.segment_size;
@@ -580,7 +610,7 @@ fn finish_cut(
         }
     }
     let damage_address = damage.first + damage.at;
-    let cut = pending_batch.first().map_or(damage_address, |&(batch_start, _)| batch_start);
+    let cut = pending_batch.first_address().unwrap_or(damage_address);
     // Damage, not a torn tail: valid records follow, or a clean close vouched for the bytes.
     let why_not_torn = match (valid_after, rules.complete_until > damage_address) {
         (Some(_), _) => Some("valid records follow".to_owned()),
@@ -706,7 +736,7 @@ pub(crate) fn walk_log(
             match step {
                 Step::Record { size } => {
                     let payload = payload.expect("a record step has its payload");
-                    let record = record::decode(&payload, false).expect("verified by step");
+                    let record = record::decode(payload, false).expect("verified by step");
                     visit(Found::Record(first + at, record))?;
                     at += size;
                 }
@@ -880,24 +910,32 @@ fn replay_log(
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(n_workers);
         let mut workers = Vec::with_capacity(n_workers);
+        // Applied batches come back to be filled again (a fresh buffer per batch would be
+        // mapped and unmapped by the allocator each time).
+        let (recycle, recycled) = std::sync::mpsc::sync_channel::<ReplayBatch>(n_workers * 8);
         for _ in 0..n_workers {
             let (sender, receiver) = std::sync::mpsc::sync_channel::<ReplayBatch>(4);
             senders.push(sender);
+            let recycle = recycle.clone();
             workers.push(scope.spawn(move || -> Result<()> {
                 let mut replayer = Replayer::new(target);
-                for batch in receiver {
+                for mut batch in receiver {
                     replayer.apply(&batch)?;
+                    batch.clear();
+                    let _ = recycle.try_send(batch); // dropped if the scan has enough
                 }
                 replayer.finish()
             }));
         }
+        drop(recycle);
         let mut batches: Vec<ReplayBatch> = (0..n_workers).map(|_| ReplayBatch::with_capacity(REPLAY_BATCH)).collect();
         let scanned = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
             let hash = key_hash(payload);
             let worker = (hash % n_workers as u64) as usize;
             batches[worker].push(address, hash, payload);
             if batches[worker].records.len() == REPLAY_BATCH {
-                let batch = std::mem::replace(&mut batches[worker], ReplayBatch::with_capacity(REPLAY_BATCH));
+                let empty = recycled.try_recv().unwrap_or_else(|_| ReplayBatch::with_capacity(REPLAY_BATCH));
+                let batch = std::mem::replace(&mut batches[worker], empty);
                 // A worker stops early only on an error, which is returned below.
                 senders[worker].send(batch).map_err(|_| corruption(STORAGE_PATH, 0, "a replay worker stopped"))?;
             }
