@@ -80,7 +80,8 @@ impl Engine for Talus {
     }
 
     fn put_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut batch = talus_engine::WriteBatch::new();
+        let n_bytes = pairs.iter().map(|(key, value)| key.len() + value.len()).sum();
+        let mut batch = talus_engine::WriteBatch::with_capacity(pairs.len(), n_bytes);
         for (key, value) in pairs {
             batch.put(key, value);
         }
@@ -92,7 +93,8 @@ impl Engine for Talus {
     }
 
     fn delete_many(&self, keys: &[Vec<u8>]) -> Result<()> {
-        let mut batch = talus_engine::WriteBatch::new();
+        let n_bytes = keys.iter().map(Vec::len).sum();
+        let mut batch = talus_engine::WriteBatch::with_capacity(keys.len(), n_bytes);
         for key in keys {
             batch.delete(key);
         }
@@ -399,7 +401,10 @@ impl Engine for Rocksdb {
     }
 
     fn put_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut batch = rocksdb::WriteBatch::default();
+        // Sized up front, as Talus's batches are (keys and values plus a few bytes each of
+        // RocksDB's framing).
+        let n_bytes: usize = pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum();
+        let mut batch = rocksdb::WriteBatch::with_capacity_bytes(n_bytes);
         for (key, value) in pairs {
             batch.put(key, value);
         }

@@ -54,6 +54,12 @@ impl WriteBatch {
         Self::default()
     }
 
+    /// An empty batch with room for `n_ops` operations whose keys and values take `n_bytes`
+    /// in all, so that filling it allocates nothing more.
+    pub fn with_capacity(n_ops: usize, n_bytes: usize) -> Self {
+        WriteBatch { bytes: Vec::with_capacity(n_bytes), entries: Vec::with_capacity(n_ops) }
+    }
+
     /// Adds a put.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Self {
         let (key, value) = (key.as_ref(), value.as_ref());
@@ -121,6 +127,9 @@ mod tests {
             ]
         );
         assert_eq!(batch.len(), 4);
+        let mut sized = WriteBatch::with_capacity(4, 14);
+        sized.put(b"a", b"1").delete(b"bb").put(b"", b"").put(b"ccc", b"value");
+        assert_eq!(sized, batch, "a batch made with capacity holds the same");
         batch.clear();
         assert!(batch.is_empty() && batch.ops().next().is_none());
     }
