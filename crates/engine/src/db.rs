@@ -26,7 +26,7 @@ use crate::recovery::{
 use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
 use crate::stats::{Counters, RecoveryStats, SegmentStats, Stats};
 use crate::storage::{Storage, StorageLock};
-use crate::usage::{UsageTable, entry_size};
+use crate::usage::{BatchUsage, UsageTable, entry_size};
 use crate::writer::LogWriter;
 
 mod maintenance;
@@ -632,6 +632,8 @@ impl Db {
         let mut befores: Vec<Option<u64>> = Vec::with_capacity(ops.len());
         let end = {
             let mut next_seq = inner.append.lock();
+            // Dropped before `next_seq` (declared after it), so under the append lock.
+            let mut usage = BatchUsage::new(&inner.usage, &inner.counters.n_log_bytes_appended);
             let last = ops.len() - 1;
             let mut end = 0;
             // Each key's live record as the batch goes (for the accounting): before the
@@ -640,13 +642,11 @@ impl Db {
             let mut current: std::collections::HashMap<&[u8], Option<Loc>> = std::collections::HashMap::new();
             for (idx, op) in ops.iter().enumerate() {
                 let flags = if idx == last { FLAG_BATCH | FLAG_BATCH_END } else { FLAG_BATCH };
-                let appended = match *op {
-                    BatchOp::Put { key, value } => {
-                        inner.append_record(&mut next_seq, RecordKind::Put, flags, key, value)
-                    }
-                    BatchOp::Delete { key } => inner.append_record(&mut next_seq, RecordKind::Delete, flags, key, &[]),
+                let (kind, key, value) = match *op {
+                    BatchOp::Put { key, value } => (RecordKind::Put, key, value),
+                    BatchOp::Delete { key } => (RecordKind::Delete, key, &[][..]),
                 };
-                let (address, record_end) = match appended {
+                let (address, record_end) = match inner.append_uncounted(*next_seq, kind, flags, key, value) {
                     Ok(appended) => appended,
                     Err(error) => {
                         // Part of a batch is in the log: nothing may follow it but the rest.
@@ -654,11 +654,15 @@ impl Db {
                         return Err(error);
                     }
                 };
+                *next_seq += 1;
+                usage.appended(address, record_end - address, kind == RecordKind::Delete);
                 let before = match repeats {
                     true => current.get(op.key()).copied().unwrap_or(existing[idx]),
                     false => existing[idx],
                 };
-                inner.superseded(before);
+                if let Some(before) = before {
+                    usage.superseded(before.address, before.size);
+                }
                 befores.push(before.map(|loc| loc.address));
                 let now = match op {
                     BatchOp::Put { .. } => Some(Loc { address, size: record_end - address }),
@@ -1206,15 +1210,21 @@ impl Inner {
         key: &[u8],
         value: &[u8],
     ) -> Result<(u64, u64)> {
+        let (address, end) = self.append_uncounted(seq, kind, flags, key, value)?;
+        self.usage.appended(address, end - address, kind == RecordKind::Delete);
+        self.counters.n_log_bytes_appended.fetch_add(end - address, Ordering::Relaxed);
+        Ok((address, end))
+    }
+
+    /// As [`append_record_with_seq`](Self::append_record_with_seq), leaving the accounting
+    /// to the caller (a batch's [`BatchUsage`]).
+    fn append_uncounted(&self, seq: u64, kind: RecordKind, flags: u8, key: &[u8], value: &[u8]) -> Result<(u64, u64)> {
         let len = record::encoded_len(key.len(), value.len());
         let mut entry = self.alloc(len)?;
         record::encode(&mut entry, kind, flags, seq, key, value);
         let address = entry.address();
         drop(entry); // publishes it
-        let size = entry_size(len);
-        self.usage.appended(address, size, kind == RecordKind::Delete);
-        self.counters.n_log_bytes_appended.fetch_add(size, Ordering::Relaxed);
-        Ok((address, address + size))
+        Ok((address, address + entry_size(len)))
     }
 
     /// Accounts for a live record that a write (under `append`) just superseded.

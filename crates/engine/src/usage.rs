@@ -118,6 +118,67 @@ impl UsageTable {
     }
 }
 
+/// One batch's appends (and the records it supersedes), summed for the segment the batch is
+/// appending to and added to the table when the batch moves on to another segment, and when
+/// this is dropped: the batch must drop it while it still holds the append lock, as the
+/// table's updates are made under that lock. A batch takes the table's lock once per segment
+/// instead of once per record.
+pub(crate) struct BatchUsage<'t> {
+    table: &'t UsageTable,
+    n_bytes_appended: &'t AtomicU64,
+    /// The segment `counts` is for (`u64::MAX` before the first append).
+    first: u64,
+    counts: DeltaCounts,
+    n_bytes: u64,
+}
+
+impl<'t> BatchUsage<'t> {
+    /// Sums changes to `table`, and the bytes appended into `n_bytes_appended`.
+    pub(crate) fn new(table: &'t UsageTable, n_bytes_appended: &'t AtomicU64) -> BatchUsage<'t> {
+        BatchUsage { table, n_bytes_appended, first: u64::MAX, counts: DeltaCounts::default(), n_bytes: 0 }
+    }
+
+    fn first_of(&self, address: u64) -> u64 {
+        address - address % self.table.segment_size
+    }
+
+    /// As [`UsageTable::appended`].
+    pub(crate) fn appended(&mut self, address: u64, size: u64, is_tombstone: bool) {
+        let first = self.first_of(address);
+        if first != self.first {
+            self.flush();
+            self.first = first;
+        }
+        self.counts.written_bytes += size;
+        match is_tombstone {
+            true => self.counts.tombstone_bytes += size,
+            false => self.counts.live_added += size,
+        }
+        self.n_bytes += size;
+    }
+
+    /// As [`UsageTable::superseded`].
+    pub(crate) fn superseded(&mut self, address: u64, size: u64) {
+        match self.first_of(address) == self.first {
+            true => self.counts.live_removed += size,
+            false => self.table.superseded(address, size),
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.first != u64::MAX {
+            self.table.add(self.first, &std::mem::take(&mut self.counts));
+        }
+        self.n_bytes_appended.fetch_add(std::mem::take(&mut self.n_bytes), Ordering::Relaxed);
+    }
+}
+
+impl Drop for BatchUsage<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// One segment's changes in a [`UsageDelta`].
 #[derive(Debug, Default)]
 struct DeltaCounts {
