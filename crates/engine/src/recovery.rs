@@ -1007,14 +1007,26 @@ fn replay(
 ) -> Result<()> {
     let size = entry_size(record::encoded_len(record.key.len(), record.value.len()));
     // Most puts are of a hash with no entry yet: one probe inserts them.
-    if record.kind == RecordKind::Put && index.insert_if_absent(hash, address)?.is_none() {
-        if let Some(usage) = usage {
-            usage.appended(address, size, false);
+    if record.kind == RecordKind::Put {
+        match index.insert_if_absent(hash, address)? {
+            None => {
+                if let Some(usage) = usage {
+                    usage.appended(address, size, false);
+                }
+                return Ok(());
+            }
+            // A checkpoint's copy of the index may reflect records after its `replay_from`
+            // (never at or after `covers_until`, where the accounting starts): this one is
+            // applied already.
+            Some(entry) if entry == address => return Ok(()),
+            Some(_) => {}
         }
-        return Ok(());
     }
     let mut existing = None;
     for candidate in index.values(&hash) {
+        if candidate == address {
+            return Ok(()); // applied already, as above
+        }
         let payload = segments.read_payload(candidate)?;
         let other = record::decode(&payload, false).expect("verified by read_payload");
         if other.key == record.key {
