@@ -14,6 +14,10 @@ use crate::error::{Error, Result, io_error};
 use crate::key::{Key, KeyHasher, Xxh3Hasher};
 use crate::manifest::{MANIFEST_NAME, Manifest, fsync_dir};
 
+/// Maps at least this large are opened by one thread per core (each bucket's checksum is
+/// verified and its entries counted at open).
+const PARALLEL_OPEN_MIN_BYTES: u64 = 64 << 20;
+
 /// A persistent hash map from fixed-size keys to fixed-size values, sharded into buckets
 /// that are memory-mapped datapool files and grow one at a time.
 ///
@@ -189,15 +193,39 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         if manifest.n_dirs as usize != config.dirs.len() {
             return mismatch(format!("the map spans {} directories, not {}", manifest.n_dirs, config.dirs.len()));
         }
-        let buckets = manifest
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(idx, record)| {
-                Bucket::open(&config.dirs[record.dir_idx as usize], idx, record, &layout, config.verify_on_open)
-                    .map(RwLock::new)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let open_bucket = |idx: usize| {
+            let record = &manifest.buckets[idx];
+            Bucket::open(&config.dirs[record.dir_idx as usize], idx, record, &layout, config.verify_on_open)
+        };
+        let n_bytes: u64 = manifest.buckets.iter().map(|record| record.n_cells * layout.cell_len as u64).sum();
+        let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES {
+            true => std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifest.buckets.len()),
+            false => 1,
+        };
+        let buckets = if n_threads <= 1 {
+            (0..manifest.buckets.len()).map(open_bucket).collect::<Result<Vec<_>>>()?
+        } else {
+            // Checking a large map's checksums and counts is CPU work: one thread per core,
+            // each taking every `n_threads`-th bucket.
+            let mut opened: Vec<(usize, Result<Bucket>)> = std::thread::scope(|scope| {
+                let open_bucket = &open_bucket;
+                let n_buckets = manifest.buckets.len();
+                let workers: Vec<_> = (0..n_threads)
+                    .map(|first| {
+                        scope.spawn(move || {
+                            (first..n_buckets).step_by(n_threads).map(|idx| (idx, open_bucket(idx))).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| worker.join().expect("a bucket-opening thread panicked"))
+                    .collect()
+            });
+            opened.sort_by_key(|&(idx, _)| idx);
+            opened.into_iter().map(|(_, bucket)| bucket).collect::<Result<Vec<_>>>()?
+        };
+        let buckets: Vec<RwLock<Bucket>> = buckets.into_iter().map(RwLock::new).collect();
         let len = buckets.iter().map(|bucket| read(bucket).n_entries()).sum();
         Ok(BucketMap {
             dirs: config.dirs,

@@ -112,3 +112,33 @@ fn bucket_files_spread_over_two_directories_and_reopen() {
         assert_eq!(map.get(&key(n)), Some(n));
     }
 }
+
+/// A map of more than 64 MiB of cells opens its buckets on several threads: every entry
+/// comes back, and a damaged bucket among them is still a typed error.
+#[test]
+fn a_large_map_opens_in_parallel_and_still_checks_every_bucket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 16 buckets of 2^17 cells of 48 bytes: 96 MiB in all.
+    let config = BucketMapConfig::new(dir.path()).bucket_bits(4).initial_cells_log2(17);
+    let map = Map::create(config.clone()).expect("create");
+    for n in 0..50_000 {
+        map.insert(key(n), n + 1).expect("insert");
+    }
+    map.close().expect("close");
+    let map = Map::open(config.clone()).expect("open");
+    assert_eq!(map.len(), 50_000);
+    assert!((0..50_000).all(|n| map.get(&key(n)) == Some(n + 1)), "every entry reads back");
+    assert_eq!(map.stats().len(), 16);
+    drop(map);
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("bucket-")))
+        .collect();
+    files.sort();
+    edit(&files[11], |bytes| bytes[4096 + 24 * 1000 + 3] ^= 0x20);
+    match Map::open(config) {
+        Err(Error::Pool(_) | Error::CorruptManifest { .. }) => {}
+        other => panic!("expected a typed corruption error, got {:?}", other.map(|map| map.len())),
+    }
+}
