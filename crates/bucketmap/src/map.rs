@@ -248,9 +248,23 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         self.hasher.hash(bytemuck::bytes_of(key), self.seed)
     }
 
+    fn bucket_idx(&self, hash: u64) -> usize {
+        if self.bucket_bits == 0 { 0 } else { (hash >> (64 - self.bucket_bits)) as usize }
+    }
+
     fn bucket_of(&self, hash: u64) -> &RwLock<Bucket> {
-        let idx = if self.bucket_bits == 0 { 0 } else { (hash >> (64 - self.bucket_bits)) as usize };
-        &self.buckets[idx]
+        &self.buckets[self.bucket_idx(hash)]
+    }
+
+    /// The bucket `key` lives in, in `0..n_buckets()`: fixed for the map's life (its seed
+    /// and bucket count never change).
+    pub fn bucket_index(&self, key: &K) -> usize {
+        self.bucket_idx(self.hash(key))
+    }
+
+    /// The number of buckets.
+    pub fn n_buckets(&self) -> usize {
+        self.buckets.len()
     }
 
     /// Locks `key`'s bucket for writing, after making sure the manifest says "not clean".
@@ -534,6 +548,19 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     /// [`Error::AlreadyExists`] if `dir` holds a map's manifest; I/O errors (a partial copy
     /// may be left in `dir`, without a manifest).
     pub fn snapshot_to(&self, dir: impl AsRef<Path>) -> Result<u64> {
+        self.snapshot_to_with(dir, |_| {})
+    }
+
+    /// As [`snapshot_to`](Self::snapshot_to), calling `before_copy(idx)` just before bucket
+    /// `idx` is locked and copied (again if the bucket grew before the copy and is tried
+    /// anew): the copy kept of each bucket is at least as new as the last call for it. A
+    /// caller that knows what its writes had reached at that call knows what each bucket's
+    /// copy holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`snapshot_to`](Self::snapshot_to).
+    pub fn snapshot_to_with(&self, dir: impl AsRef<Path>, mut before_copy: impl FnMut(usize)) -> Result<u64> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let manifest_path = dir.join(MANIFEST_NAME);
@@ -541,7 +568,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             return Err(Error::AlreadyExists { path: manifest_path });
         }
         let mut records = Vec::with_capacity(self.buckets.len());
-        for lock in &self.buckets {
+        for (idx, lock) in self.buckets.iter().enumerate() {
             // The target is made (a file created and synced) before the lock is taken; a
             // bucket that grows meanwhile gets a new one.
             let mut expected = read(lock).record();
@@ -552,6 +579,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
                 // after a killed process finds it in the page cache).
                 let mut image =
                     FileBackedOptions::new().direct_io(false).create(&path, data_len, self.layout.user_version())?;
+                before_copy(idx);
                 let bucket = read(lock);
                 let record = bucket.record();
                 if record.n_cells == expected.n_cells && record.generation == expected.generation {

@@ -9,19 +9,24 @@
 //! again) and opens it, which verifies every bucket file's checksum.
 //!
 //! The copy is taken while writers go on. `replay_from` is the log's end when it starts;
-//! the buckets are copied one at a time after that; `covers_until`, the accounting and
-//! `next_seq` are read under the append lock once they are all copied. Every entry then
-//! reflects all records below `replay_from` and none at or above `covers_until`, so replaying
-//! `[replay_from, end)` over the copy (sequence numbers decide) gives the exact index, and the
-//! accounting is exact from `covers_until` on. The log is synced up to `covers_until` before
-//! `CHECKPOINT` is written: no entry points at bytes a crash could take away.
+//! the buckets are copied one at a time after that, and just before each is copied the log's
+//! end is noted again as that bucket's own `replay_from`; `covers_until`, the accounting and
+//! `next_seq` are read under the append lock once they are all copied. (Each of these ends
+//! is read once every key stripe has been free for a moment after it: a writer updates the
+//! index before it lets go of its stripe, so every record below it is in the index.) Every
+//! entry of a bucket's copy then reflects all records below the bucket's `replay_from` and
+//! none at or above `covers_until`, so replaying `[replay_from, end)` over the copy, each
+//! record only from its key's bucket's `replay_from` on (sequence numbers decide), gives the
+//! exact index, and the accounting is exact from `covers_until` on. The log is synced up to
+//! `covers_until` before `CHECKPOINT` is written: no entry points at bytes a crash could
+//! take away.
 //!
 //! ```text
 //! CHECKPOINT
 //! offset size field
 //!      0    8 magic "TALUSCKP"
-//!      8    4 version (1)
-//!     12    4 length of the file (72 + 32·n_usage + 8·n_segments)
+//!      8    4 version (2)
+//!     12    4 length of the file (80 + 32·n_usage + 8·n_segments + 8·n_buckets)
 //!     16    8 database id (as in the MANIFEST)
 //!     24    8 replay_from: recovery replays the log from this address
 //!     32    8 covers_until: every entry points below it; the accounting is as of it
@@ -31,6 +36,10 @@
 //!     60    4 n_segments
 //!     64 32·u usage, as in the MANIFEST
 //!      .  8·s the log's segments at covers_until (first addresses, ascending)
+//!      .    4 n_buckets: the index copy's buckets
+//!      .    4 zero
+//!      .  8·b per bucket, in order: the address its replay starts at (from replay_from
+//!             to covers_until)
 //!      .    4 crc32c of every byte before it
 //!      .    4 zero
 //! ```
@@ -47,15 +56,17 @@ pub(crate) const CHECKPOINT_INDEX_DIR: &str = "index";
 /// A checkpoint being written (removed if a crash left it).
 pub(crate) const CHECKPOINT_TEMP: &str = "checkpoint.tmp";
 const MAGIC: [u8; 8] = *b"TALUSCKP";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 const USAGE_LEN: usize = SegmentUsage::ENCODED_LEN;
 const TRAILER_LEN: usize = 8;
 /// How many checkpoints are kept: the newest, and the one before it in case the newest
 /// turns out damaged.
 pub(crate) const CHECKPOINTS_KEPT: usize = 2;
-/// The longest `CHECKPOINT` file read (both lists at their limits).
-const MAX_FILE_LEN: usize = HEADER_LEN + (USAGE_LEN + 8) * MAX_LISTED_SEGMENTS + TRAILER_LEN;
+/// The most buckets an index has.
+const MAX_BUCKETS: usize = 1 << talus_bucketmap::MAX_BUCKET_BITS;
+/// The longest `CHECKPOINT` file read (every list at its limit).
+const MAX_FILE_LEN: usize = HEADER_LEN + (USAGE_LEN + 8) * MAX_LISTED_SEGMENTS + 8 + 8 * MAX_BUCKETS + TRAILER_LEN;
 
 /// The directory name of the checkpoint covering the log up to `covers_until`.
 pub(crate) fn checkpoint_name(covers_until: u64) -> String {
@@ -81,12 +92,21 @@ pub(crate) struct CheckpointMeta {
     /// The segments of the log when the checkpoint was taken: entries may point into any
     /// of them, and only into them.
     pub(crate) segments: Vec<u64>,
+    /// Per bucket of the index copy: where the replay of its keys' records starts (the
+    /// copy reflects every record of its keys below it).
+    pub(crate) bucket_replay_from: Vec<u64>,
 }
 
 impl CheckpointMeta {
     pub(crate) fn encode(&self) -> Vec<u8> {
         assert!(self.usage.len() <= MAX_LISTED_SEGMENTS && self.segments.len() <= MAX_LISTED_SEGMENTS);
-        let len = HEADER_LEN + USAGE_LEN * self.usage.len() + 8 * self.segments.len() + TRAILER_LEN;
+        assert!(self.bucket_replay_from.len() <= MAX_BUCKETS);
+        let len = HEADER_LEN
+            + USAGE_LEN * self.usage.len()
+            + 8 * self.segments.len()
+            + 8
+            + 8 * self.bucket_replay_from.len()
+            + TRAILER_LEN;
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -101,6 +121,11 @@ impl CheckpointMeta {
         }
         for first in &self.segments {
             out.extend_from_slice(&first.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.bucket_replay_from.len() as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for from in &self.bucket_replay_from {
+            out.extend_from_slice(&from.to_le_bytes());
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -126,9 +151,17 @@ impl CheckpointMeta {
         if n_usage > MAX_LISTED_SEGMENTS || n_segments > MAX_LISTED_SEGMENTS {
             return Err("list lengths out of range".to_owned());
         }
-        let crc_offset = HEADER_LEN + USAGE_LEN * n_usage + 8 * n_segments;
-        if bytes.len() != crc_offset + TRAILER_LEN || u32_at(12) as usize != bytes.len() {
+        let buckets_at = HEADER_LEN + USAGE_LEN * n_usage + 8 * n_segments;
+        if bytes.len() < buckets_at + 8 + TRAILER_LEN || u32_at(12) as usize != bytes.len() {
             return Err(format!("{} bytes, the header says {}", bytes.len(), u32_at(12)));
+        }
+        let n_buckets = u32_at(buckets_at) as usize;
+        if n_buckets > MAX_BUCKETS || u32_at(buckets_at + 4) != 0 {
+            return Err("bucket count out of range".to_owned());
+        }
+        let crc_offset = buckets_at + 8 + 8 * n_buckets;
+        if bytes.len() != crc_offset + TRAILER_LEN {
+            return Err(format!("{} bytes, the lists take {}", bytes.len(), crc_offset + TRAILER_LEN));
         }
         if u32_at(crc_offset) != crc32c::crc32c(&bytes[..crc_offset]) || u32_at(crc_offset + 4) != 0 {
             return Err("checksum mismatch".to_owned());
@@ -136,6 +169,7 @@ impl CheckpointMeta {
         let usage = SegmentUsage::decode_list(&bytes[HEADER_LEN..HEADER_LEN + USAGE_LEN * n_usage]);
         let segments_at = HEADER_LEN + USAGE_LEN * n_usage;
         let segments = (0..n_segments).map(|idx| u64_at(segments_at + 8 * idx)).collect();
+        let bucket_replay_from = (0..n_buckets).map(|idx| u64_at(buckets_at + 8 + 8 * idx)).collect();
         let meta = CheckpointMeta {
             db_id: u64_at(16),
             replay_from: u64_at(24),
@@ -144,9 +178,13 @@ impl CheckpointMeta {
             n_entries: u64_at(48),
             usage,
             segments,
+            bucket_replay_from,
         };
         if meta.replay_from > meta.covers_until || meta.covers_until > u64::MAX / 4 {
             return Err("field values out of range".to_owned());
+        }
+        if meta.bucket_replay_from.iter().any(|&from| from < meta.replay_from || from > meta.covers_until) {
+            return Err("a bucket's replay start is outside [replay_from, covers_until]".to_owned());
         }
         Ok(meta)
     }

@@ -57,7 +57,13 @@ impl Rebuild<'_> {
     pub(crate) fn replay_whole_log(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Rebuilt> {
         let index = self.new_index(estimate_records(self.segments))?;
         let usage = UsageTable::new(self.segments.segment_size, &[]);
-        let target = ReplayTarget { index: &index, segments: self.segments, usage: &usage, counted_until: 0 };
+        let target = ReplayTarget {
+            index: &index,
+            segments: self.segments,
+            usage: &usage,
+            counted_until: 0,
+            bucket_replay_from: &[],
+        };
         let outcome = replay_log(&target, self.hasher, self.log_begin, self.repair, self.complete_until, progress)?;
         Ok(Rebuilt { index, usage, outcome, next_seq: 0 })
     }
@@ -84,8 +90,13 @@ impl Rebuild<'_> {
         let live: std::collections::BTreeSet<u64> = self.segments.first_addresses().into_iter().collect();
         usage.retain(|first| live.contains(&first));
         let from = meta.replay_from.max(self.log_begin);
-        let target =
-            ReplayTarget { index: &index, segments: self.segments, usage: &usage, counted_until: covers_until };
+        let target = ReplayTarget {
+            index: &index,
+            segments: self.segments,
+            usage: &usage,
+            counted_until: covers_until,
+            bucket_replay_from: &meta.bucket_replay_from,
+        };
         let outcome = replay_log(&target, self.hasher, from, false, self.complete_until, progress)?;
         if outcome.log_end < covers_until {
             tracing::warn!(dir = %dir.display(), log_end = outcome.log_end, "the log ends before the checkpoint does; not using it");
@@ -115,6 +126,13 @@ impl Rebuild<'_> {
             copy_dir_files(&copy, self.index_dir)?;
         }
         let index = BucketMap::open(self.index_config.clone().verify_on_open(true))?;
+        if index.n_buckets() != meta.bucket_replay_from.len() {
+            return Err(corruption(
+                &shown,
+                0,
+                format!("the index copy has {} buckets, not {}", index.n_buckets(), meta.bucket_replay_from.len()),
+            ));
+        }
         if index.len() != meta.n_entries {
             return Err(corruption(
                 &shown,
@@ -842,6 +860,16 @@ struct ReplayTarget<'a> {
     usage: &'a UsageTable,
     /// Records below this address are in the accounting already (a checkpoint's).
     counted_until: u64,
+    /// A checkpoint's per-bucket replay starts (empty for a whole-log replay).
+    bucket_replay_from: &'a [u64],
+}
+
+impl ReplayTarget<'_> {
+    /// Whether the checkpoint's copy of the index reflects the record at `address` already
+    /// (it is below its key's bucket's replay start), so that it need not be applied.
+    fn in_copy(&self, address: u64, hash: u64) -> bool {
+        !self.bucket_replay_from.is_empty() && address < self.bucket_replay_from[self.index.bucket_index(&hash)]
+    }
 }
 
 /// Records for a replay worker: their payloads back to back in one buffer.
@@ -897,7 +925,11 @@ fn replay_log(
         let mut replayer = Replayer::new(target);
         let mut batch = ReplayBatch::with_capacity(REPLAY_BATCH);
         let outcome = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
-            batch.push(address, key_hash(payload), payload);
+            let hash = key_hash(payload);
+            if target.in_copy(address, hash) {
+                return Ok(());
+            }
+            batch.push(address, hash, payload);
             if batch.records.len() == REPLAY_BATCH {
                 replayer.apply(&batch)?;
                 batch.clear();
@@ -931,6 +963,9 @@ fn replay_log(
         let mut batches: Vec<ReplayBatch> = (0..n_workers).map(|_| ReplayBatch::with_capacity(REPLAY_BATCH)).collect();
         let scanned = scan_log(target.segments, from, repair, complete_until, progress, |address, payload| {
             let hash = key_hash(payload);
+            if target.in_copy(address, hash) {
+                return Ok(());
+            }
             let worker = (hash % n_workers as u64) as usize;
             batches[worker].push(address, hash, payload);
             if batches[worker].records.len() == REPLAY_BATCH {

@@ -94,3 +94,48 @@ fn a_damaged_snapshot_is_a_typed_error() {
     let result = Map::open(BucketMapConfig::new(&copy_dir));
     assert!(result.is_err(), "a flipped bit in a snapshot's bucket opens: {:?}", result.map(|map| map.len()));
 }
+
+/// `snapshot_to_with` calls back before each bucket's copy: every key inserted before the
+/// call for its bucket (`bucket_index`) is in the copy, while inserts and growth go on.
+#[test]
+fn each_bucket_copy_holds_what_was_inserted_before_its_callback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = BucketMapConfig::new(dir.path().join("map")).bucket_bits(3).initial_cells_log2(5);
+    let map = Map::create(config).expect("create");
+    assert_eq!(map.n_buckets(), 8);
+    let inserted_until = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let copy_dir = dir.path().join("copy");
+    let mut marks = vec![None; map.n_buckets()];
+    let mut n_calls = 0;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
+                map.insert(n, n + 1).expect("insert during the snapshot");
+                n += 1;
+                inserted_until.store(n, Ordering::Release);
+            }
+        });
+        while inserted_until.load(Ordering::Acquire) < 10_000 {
+            std::thread::yield_now();
+        }
+        map.snapshot_to_with(&copy_dir, |idx| {
+            marks[idx] = Some(inserted_until.load(Ordering::Acquire));
+            n_calls += 1;
+        })
+        .expect("snapshot");
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(n_calls >= map.n_buckets(), "a call per bucket at least");
+    let marks: Vec<u64> = marks.into_iter().map(|mark| mark.expect("every bucket called back")).collect();
+    assert!(marks.windows(2).all(|pair| pair[0] <= pair[1]), "buckets are copied in order: {marks:?}");
+    let copy = Map::open(BucketMapConfig::new(&copy_dir)).expect("open the snapshot");
+    let until = *marks.iter().max().expect("marks");
+    for n in 0..until {
+        if n < marks[map.bucket_index(&n)] {
+            assert_eq!(copy.get(&n), Some(n + 1), "key {n}, inserted before its bucket's callback");
+        }
+    }
+    assert_eq!(copy.bucket_index(&12_345), map.bucket_index(&12_345), "the copy places keys as its source");
+}

@@ -541,16 +541,7 @@ impl Inner {
         self.check_writable()?;
         let started = Instant::now();
         let _span = tracing::info_span!("checkpoint").entered();
-        let replay_from = {
-            let _append = self.append.lock();
-            self.published_until.load(Ordering::Acquire)
-        };
-        // A writer updates the index after it appends, holding its stripe throughout: once
-        // every stripe has been free for a moment, every record below `replay_from` is in
-        // the index.
-        for stripe in self.stripes.iter() {
-            drop(stripe.0.write());
-        }
+        let replay_from = self.index_applied_until();
         let io = |op: &'static str, path: &Path| {
             let file = path.display().to_string();
             move |source| Error::Io { op, file, source }
@@ -561,7 +552,11 @@ impl Inner {
         if temp.exists() {
             remove_checkpoint(&temp)?; // left by a crash or a failed checkpoint
         }
-        let n_entries = self.index.snapshot_to(temp.join(CHECKPOINT_INDEX_DIR))?;
+        // Each bucket's copy reflects every record below the end noted just before it.
+        let mut bucket_replay_from = vec![replay_from; self.index.n_buckets()];
+        let n_entries = self.index.snapshot_to_with(temp.join(CHECKPOINT_INDEX_DIR), |idx| {
+            bucket_replay_from[idx] = self.index_applied_until();
+        })?;
         let (covers_until, usage, next_seq) = {
             let next_seq = self.append.lock();
             (self.published_until.load(Ordering::Acquire), self.usage.snapshot(), *next_seq)
@@ -578,7 +573,16 @@ impl Inner {
             (log_begin..end).step_by(segment_size as usize).filter(|&first| !self.segments.is_hole(first)).collect()
         };
         let db_id = self.manifest.lock().db_id;
-        let meta = CheckpointMeta { db_id, replay_from, covers_until, next_seq, n_entries, usage, segments };
+        let meta = CheckpointMeta {
+            db_id,
+            replay_from,
+            covers_until,
+            next_seq,
+            n_entries,
+            usage,
+            segments,
+            bucket_replay_from,
+        };
         let meta_path = temp.join(CHECKPOINT_FILE);
         write_synced(&meta_path, &meta.encode()).map_err(io("write a checkpoint", &meta_path))?;
         sync_dir(&temp).map_err(io("sync a checkpoint", &temp))?;
@@ -598,6 +602,20 @@ impl Inner {
             CheckpointReport { path, replay_from, covers_until, n_entries, n_bytes, duration: started.elapsed() };
         tracing::info!(?report, "checkpoint written");
         Ok(report)
+    }
+
+    /// The log's published end, read once every key stripe has been free for a moment after
+    /// it: a writer updates the index after it appends, holding its key's stripe throughout
+    /// (compaction's copies too), so every record below it is in the index.
+    fn index_applied_until(&self) -> u64 {
+        let until = {
+            let _append = self.append.lock();
+            self.published_until.load(Ordering::Acquire)
+        };
+        for stripe in self.stripes.iter() {
+            drop(stripe.0.write());
+        }
+        until
     }
 
     /// Keeps the newest [`CHECKPOINTS_KEPT`] checkpoints.

@@ -321,6 +321,8 @@ enum Damage {
     FlipUsageBit,
     /// A bit of the last segment's first address (it stays a multiple of the segment size).
     FlipSegmentBit,
+    /// A bit of the last bucket's replay start (a small one: only the checksum can tell).
+    FlipBucketStartBit,
     FlipTrailerCrcBit,
     FlipTrailerZeroBit,
     CutOneByte,
@@ -338,10 +340,11 @@ enum Damage {
     RemoveIndexDir,
 }
 
-const ALL_DAMAGE: [Damage; 15] = [
+const ALL_DAMAGE: [Damage; 16] = [
     Damage::FlipHeaderBit,
     Damage::FlipUsageBit,
     Damage::FlipSegmentBit,
+    Damage::FlipBucketStartBit,
     Damage::FlipTrailerCrcBit,
     Damage::FlipTrailerZeroBit,
     Damage::CutOneByte,
@@ -381,7 +384,10 @@ fn damage_meta(bytes: &mut Vec<u8>, damage: Damage) {
     let len = bytes.len();
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
     let (n_usage, n_segments) = (u32_at(56), u32_at(60));
-    assert_eq!(len, META_HEADER_LEN + META_USAGE_LEN * n_usage + 8 * n_segments + META_TRAILER_LEN, "CHECKPOINT");
+    let buckets_at = META_HEADER_LEN + META_USAGE_LEN * n_usage + 8 * n_segments;
+    let n_buckets = u32_at(buckets_at);
+    assert!(n_buckets > 0, "CHECKPOINT lists the buckets' replay starts");
+    assert_eq!(len, buckets_at + 8 + 8 * n_buckets + META_TRAILER_LEN, "CHECKPOINT");
     assert!(n_usage > 0 && n_segments > 0, "CHECKPOINT lists usage and segments ({n_usage}, {n_segments})");
     let last_usage_at = META_HEADER_LEN + META_USAGE_LEN * (n_usage - 1);
     let last_segment_at = META_HEADER_LEN + META_USAGE_LEN * n_usage + 8 * (n_segments - 1);
@@ -389,6 +395,7 @@ fn damage_meta(bytes: &mut Vec<u8>, damage: Damage) {
         Damage::FlipHeaderBit => bytes[42] ^= 0x10,
         Damage::FlipUsageBit => bytes[last_usage_at + 16] ^= 0x02,
         Damage::FlipSegmentBit => bytes[last_segment_at + 3] ^= 0x04,
+        Damage::FlipBucketStartBit => bytes[buckets_at + 8 + 8 * (n_buckets - 1)] ^= 0x08,
         Damage::FlipTrailerCrcBit => bytes[len - 7] ^= 0x80,
         Damage::FlipTrailerZeroBit => bytes[len - 2] ^= 0x04,
         Damage::CutOneByte => bytes.truncate(len - 1),
