@@ -51,14 +51,19 @@ fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
     std::fs::write(path, bytes).expect("write");
 }
 
-fn bucket_file(dir: &Path) -> std::path::PathBuf {
+/// The bucket files in `dir`, sorted by name.
+fn bucket_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("list")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("bucket-")))
         .collect();
     files.sort();
-    files.remove(0)
+    files
+}
+
+fn bucket_file(dir: &Path) -> std::path::PathBuf {
+    bucket_files(dir).remove(0)
 }
 
 #[test]
@@ -130,13 +135,7 @@ fn a_large_map_opens_in_parallel_and_still_checks_every_bucket() {
     assert!((0..50_000).all(|n| map.get(&key(n)) == Some(n + 1)), "every entry reads back");
     assert_eq!(map.stats().len(), 16);
     drop(map);
-    let mut files: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("list")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("bucket-")))
-        .collect();
-    files.sort();
-    edit(&files[11], |bytes| bytes[4096 + 24 * 1000 + 3] ^= 0x20);
+    edit(&bucket_files(dir.path())[11], |bytes| bytes[4096 + 24 * 1000 + 3] ^= 0x20);
     match Map::open(config) {
         Err(Error::Pool(_) | Error::CorruptManifest { .. }) => {}
         other => panic!("expected a typed corruption error, got {:?}", other.map(|map| map.len())),
