@@ -210,6 +210,10 @@ struct Maintenance {
     checkpoint_due: bool,
     /// Segments whose compaction failed (damage): not tried again until reopened.
     failed_segments: Vec<u64>,
+    /// The log's end at the last tick, and when it last moved (for the checkpoint when
+    /// writes pause).
+    last_published: u64,
+    last_growth_at: Instant,
 }
 
 /// A record's address and its size in the log.
@@ -474,6 +478,8 @@ impl Db {
                 checkpoint_due,
                 last_checkpoint_at: Instant::now(),
                 failed_segments: Vec::new(),
+                last_published: log_end,
+                last_growth_at: Instant::now(),
             }),
             pending_removals: Mutex::new(Vec::new()),
             removal_barrier: RwLock::new(()),

@@ -300,8 +300,9 @@ impl Options {
     }
 
     /// Writes an index checkpoint after this many bytes of log (default
-    /// [`DEFAULT_CHECKPOINT_EVERY_BYTES`]; 0 turns the trigger off). Recovery after a crash
-    /// replays only the log written since the latest checkpoint.
+    /// [`DEFAULT_CHECKPOINT_EVERY_BYTES`]; 0 turns the trigger off), and also once the log
+    /// has not grown for a second after a sixteenth of it. Recovery after a crash replays
+    /// only the log written since the latest checkpoint.
     pub fn checkpoint_every_bytes(mut self, bytes: u64) -> Self {
         self.checkpoint_every_bytes = bytes;
         self

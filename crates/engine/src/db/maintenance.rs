@@ -43,6 +43,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// Segments compacted per background tick at most: in effect, as many as are worth it (a
 /// rate limit, if set, is what keeps compaction from crowding out writers).
 const SEGMENTS_PER_TICK: usize = 1024;
+/// A checkpoint is also written once the log has not grown for this long, if at least
+/// 1/[`IDLE_CHECKPOINT_FRACTION`] of `checkpoint_every_bytes` was written since the last one:
+/// a crash after writes pause then replays next to nothing.
+const IDLE_CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
+const IDLE_CHECKPOINT_FRACTION: u64 = 16;
 /// Below the garbage ratio, a segment is compacted for space amplification only if at
 /// least this fraction of it is garbage (copying a nearly live segment gains nothing).
 const MIN_GARBAGE_FOR_SPACE: f64 = 0.1;
@@ -296,13 +301,20 @@ impl Inner {
             tracing::warn!(%error, "removing compacted segments failed");
         }
         let published = self.published_until.load(Ordering::Acquire);
+        if published != maintenance.last_published {
+            maintenance.last_published = published;
+            maintenance.last_growth_at = Instant::now();
+        }
         let since = published.saturating_sub(maintenance.last_checkpoint_covers_until);
         let by_bytes = self.checkpoint_every_bytes > 0 && since >= self.checkpoint_every_bytes;
+        let when_idle = self.checkpoint_every_bytes > 0
+            && since >= (self.checkpoint_every_bytes / IDLE_CHECKPOINT_FRACTION).max(1)
+            && maintenance.last_growth_at.elapsed() >= IDLE_CHECKPOINT_AFTER;
         let by_time = self
             .checkpoint_interval
             .is_some_and(|interval| since > 0 && maintenance.last_checkpoint_at.elapsed() >= interval);
         let enabled = self.checkpoint_every_bytes > 0 || self.checkpoint_interval.is_some();
-        if (by_bytes || by_time || (maintenance.checkpoint_due && enabled))
+        if (by_bytes || by_time || when_idle || (maintenance.checkpoint_due && enabled))
             && !self.stopping.load(Ordering::Acquire)
             && let Err(error) = self.checkpoint_locked(&mut maintenance)
         {

@@ -645,6 +645,38 @@ fn checkpoints_are_taken_in_the_background() {
     );
 }
 
+/// Once writes pause for a second, the background thread writes a checkpoint if a
+/// sixteenth of `checkpoint_every_bytes` was written since the last: a crash after the pause
+/// replays nothing. Less than that leaves no checkpoint.
+#[test]
+fn a_checkpoint_is_written_when_writes_pause() {
+    let seed = test_seed("a_checkpoint_is_written_when_writes_pause");
+    let mut rng = SplitMix64::new(seed);
+    let dir = fast_tempdir();
+    let mut model = State::new();
+    let options = options(SyncMode::Never).checkpoint_every_bytes(64 * MIB);
+    let db = options.clone().open(dir.path()).expect("open");
+    // Below 4 MiB: no checkpoint, however long the pause.
+    write_bytes(&db, &mut model, &mut rng, MIB);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(db.stats().counters.n_checkpoints, 0, "seed {seed}: no checkpoint for 1 MiB");
+    // Past 4 MiB (still far below 64 MiB): one checkpoint once the pause is long enough.
+    write_bytes(&db, &mut model, &mut rng, 4 * MIB);
+    let written_at = Instant::now();
+    let n_checkpoints = wait_for_checkpoints_beyond(&db, 0);
+    assert!(written_at.elapsed() >= Duration::from_millis(900), "seed {seed}: not before the pause");
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(db.stats().counters.n_checkpoints, n_checkpoints, "seed {seed}: one per pause");
+    let log_end = db.stats().log_tail;
+    db.simulate_crash();
+    let db = options.open(dir.path()).expect("reopen");
+    let recovery = db.stats().recovery;
+    assert_eq!(recovery.checkpoint_covers_until, Some(log_end), "seed {seed}: the checkpoint covers the whole log");
+    assert_eq!(recovery.n_bytes_scanned, 0, "seed {seed}: nothing to replay: {recovery:?}");
+    assert_eq!(state_of(&db), model, "seed {seed}: contents after recovery from the pause's checkpoint");
+    db.close().expect("close");
+}
+
 // ---------------------------------------------------------------------------------------
 // Checkpoints under concurrent writes.
 
