@@ -1081,11 +1081,11 @@ impl Inner {
     /// large batch's windows prefetched all at once would leave the cache before their
     /// turn.)
     fn prefetch_ahead(&self, hashes: &[u64], at: Option<usize>) {
-        let range = match at {
-            None => 0..PREFETCH_AHEAD.min(hashes.len()),
-            Some(at) => at + PREFETCH_AHEAD..(at + PREFETCH_AHEAD + 1).min(hashes.len()),
+        let (skip, take) = match at {
+            None => (0, PREFETCH_AHEAD),
+            Some(at) => (at + PREFETCH_AHEAD, 1),
         };
-        for hash in &hashes[range.start.min(range.end)..range.end] {
+        for hash in hashes.iter().skip(skip).take(take) {
             self.index.prefetch(hash);
         }
     }

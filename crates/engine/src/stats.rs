@@ -88,7 +88,8 @@ pub struct SegmentStats {
 pub struct RecoveryStats {
     /// The database had been closed cleanly: the index was used as is, nothing replayed.
     pub clean: bool,
-    /// Records replayed to rebuild the index.
+    /// Records of the log scanned to rebuild the index (after a checkpoint: from its
+    /// `replay_from` on, those its index copy already held included; they are skipped).
     pub n_records_replayed: u64,
     /// Log bytes scanned.
     pub n_bytes_scanned: u64,
