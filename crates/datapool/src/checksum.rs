@@ -4,7 +4,7 @@
 //! core would cost more than writing it to a fast disk.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use crate::error::Result;
@@ -49,6 +49,24 @@ impl DataHasher {
 pub(crate) fn data_checksum(prefix: &[u8; HEADER_LEN], data: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut hasher = DataHasher::new(prefix);
     hasher.update(data);
+    hasher.finalize()
+}
+
+/// The checksum of `prefix` followed by the first `data_len` bytes of `words` (little-endian),
+/// read with relaxed atomic loads into a buffer piece by piece: the words may be in use by
+/// other threads.
+pub(crate) fn words_checksum(prefix: &[u8; HEADER_LEN], words: &[AtomicU64], data_len: usize) -> [u8; CHECKSUM_LEN] {
+    let mut hasher = DataHasher::new(prefix);
+    let mut buffer = vec![0u8; data_len.min(PARALLEL_MIN_LEN)];
+    let mut done = 0;
+    while done < data_len {
+        let n = (data_len - done).min(buffer.len());
+        for (chunk, word) in buffer[..n].chunks_mut(8).zip(&words[done / 8..]) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..chunk.len()]);
+        }
+        hasher.update(&buffer[..n]);
+        done += n;
+    }
     hasher.finalize()
 }
 

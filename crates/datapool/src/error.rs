@@ -168,6 +168,22 @@ pub enum Error {
         /// The largest data length supported.
         max: u64,
     },
+
+    /// A shared pool's data length must be a whole number of 64-bit words.
+    #[error("{} holds {data_len} bytes, not a whole number of 8-byte words", path.display())]
+    NotWords {
+        /// The pool file.
+        path: PathBuf,
+        /// Its data length.
+        data_len: usize,
+    },
+
+    /// The shared pool was retired: its file is gone and it can no longer be flushed.
+    #[error("{} was retired", path.display())]
+    Retired {
+        /// The pool file it had.
+        path: PathBuf,
+    },
 }
 
 /// Shorthand used throughout the crate.

@@ -9,6 +9,9 @@
 //! - [`FileBackedMemory`]: anonymous memory that `flush` saves to a file as a whole image,
 //!   atomically, and `open` loads and verifies.
 //!
+//! [`SharedMmapFile`] shares an `MmapFile` between threads as atomic 64-bit words, for
+//! owners that read without locks (the bucketmap's seqlock readers).
+//!
 //! The two file kinds share one format (docs/format.md): a 4096-byte little-endian header page
 //! (magic, format version, the caller's user version, the exact data length, timestamps, a
 //! dirty flag, a crc32c of the header and a blake3 checksum of header and data), then the data
@@ -29,6 +32,7 @@ mod mmap_file;
 mod pool;
 mod pool_file;
 mod prefetch;
+mod shared;
 
 pub use error::{ChecksumRegion, Error, Result};
 pub use file_backed::{FileBackedMemory, FileBackedOptions};
@@ -37,3 +41,4 @@ pub use memory::{Memory, MemoryOptions};
 pub use mmap_file::{Access, MmapFile, MmapFileOptions};
 pub use pool::Datapool;
 pub use prefetch::prefetch;
+pub use shared::SharedMmapFile;

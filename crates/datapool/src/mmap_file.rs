@@ -2,11 +2,12 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use memmap2::{Advice, MmapMut, MmapOptions};
 
-use crate::checksum::{DataHasher, data_checksum, load_and_hash};
+use crate::checksum::{DataHasher, data_checksum, load_and_hash, words_checksum};
 use crate::error::{Error, Result, io_error};
 use crate::header::{HEADER_LEN, PoolHeader, check_data_len, file_len, now_unix_ns, padded_len};
 use crate::pool::Datapool;
@@ -78,11 +79,12 @@ pub struct MmapFile {
 pub struct MmapFileOptions {
     verify_checksum: bool,
     access: Access,
+    huge_pages: bool,
 }
 
 impl Default for MmapFileOptions {
     fn default() -> Self {
-        MmapFileOptions { verify_checksum: true, access: Access::Normal }
+        MmapFileOptions { verify_checksum: true, access: Access::Normal, huge_pages: false }
     }
 }
 
@@ -103,6 +105,16 @@ impl MmapFileOptions {
     /// Access advice for the mapping (default [`Access::Normal`]).
     pub fn access(mut self, access: Access) -> Self {
         self.access = access;
+        self
+    }
+
+    /// Ask the kernel to map the file with transparent huge pages (`MADV_HUGEPAGE`; default
+    /// `false`). Where the file system keeps large folios in the page cache (ext4 and XFS on
+    /// recent kernels), random accesses over a large pool then miss the TLB far less often.
+    /// It costs no extra memory for a pool whose pages are all used. [`Access::Random`]
+    /// keeps the kernel from building huge folios, so pair this with [`Access::Normal`].
+    pub fn huge_pages(mut self, huge_pages: bool) -> Self {
+        self.huge_pages = huge_pages;
         self
     }
 
@@ -165,6 +177,9 @@ impl MmapFileOptions {
                 Access::Sequential => Advice::Sequential,
             },
         );
+        if self.huge_pages {
+            advise(&map, Advice::HugePage);
+        }
         tracing::debug!(path = %path.display(), data_len, verified = self.verify_checksum, elapsed_us = started.elapsed().as_micros() as u64, "opened mmap pool");
         Ok(MmapFile { path: path.to_path_buf(), _file: file, map, data_len, header, dirty: false, poisoned: false })
     }
@@ -246,12 +261,18 @@ impl MmapFile {
     fn write_header(&mut self, header: &PoolHeader) {
         let mut page = [0u8; HEADER_LEN];
         header.encode(&mut page);
-        self.map[..HEADER_LEN].copy_from_slice(&page);
+        // Through a pointer, not `self.map[..]`: indexing the mapping would borrow all of
+        // it mutably, data included, and a shared pool's data is in use by other threads.
+        // SAFETY: the mapping is at least one header page plus a data page long (the file
+        // length was checked at open), so the first HEADER_LEN bytes are in it; the header
+        // page is only ever accessed by this pool's owner (`&mut self`), never through
+        // `as_slice` (which starts after it) or a shared pool's words.
+        unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), self.map.as_mut_ptr(), HEADER_LEN) };
         self.header = *header;
     }
 
     /// Records on disk, before any data byte can change, that the pool is being written.
-    fn mark_dirty(&mut self) {
+    pub(crate) fn mark_dirty(&mut self) {
         if self.dirty {
             return;
         }
@@ -267,21 +288,28 @@ impl MmapFile {
         }
     }
 
-    fn flush_dirty(&mut self) -> Result<()> {
+    /// Syncs the data and writes a clean header with its checksum. The data is read from
+    /// `words` when the pool is shared (its bytes are then only ever accessed atomically),
+    /// else from the mapping.
+    fn flush_dirty(&mut self, words: Option<&[AtomicU64]>) -> Result<()> {
         let started = Instant::now();
         let mut header = PoolHeader { dirty: false, flushed_unix_ns: now_unix_ns(), ..self.header };
         let prefix = header.checksum_prefix();
         let padded = padded_len(self.data_len);
         let map = &self.map;
-        let data = &map[HEADER_LEN..HEADER_LEN + self.data_len];
+        let data_len = self.data_len;
+        let hash = || match words {
+            Some(words) => words_checksum(&prefix, words, data_len),
+            None => data_checksum(&prefix, &map[HEADER_LEN..HEADER_LEN + data_len]),
+        };
 
         // Step 1: the data reaches disk (msync) while its checksum is computed.
         let (synced, checksum) = if self.data_len < OVERLAP_MIN_LEN {
-            (map.flush_range(HEADER_LEN, padded), data_checksum(&prefix, data))
+            (map.flush_range(HEADER_LEN, padded), hash())
         } else {
             std::thread::scope(|scope| {
                 let syncer = scope.spawn(|| map.flush_range(HEADER_LEN, padded));
-                let checksum = data_checksum(&prefix, data);
+                let checksum = hash();
                 (syncer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), checksum)
             })
         };
@@ -319,18 +347,35 @@ impl Datapool for MmapFile {
     /// Syncs the data, then writes and syncs a clean header with the new checksum. Does
     /// nothing if no write access was handed out since the last flush.
     fn flush(&mut self) -> Result<()> {
+        self.flush_from(None)
+    }
+}
+
+impl MmapFile {
+    /// [`Datapool::flush`], hashing the data from `words` when the pool is shared.
+    pub(crate) fn flush_from(&mut self, words: Option<&[AtomicU64]>) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned { path: self.path.clone() });
         }
         if !self.dirty {
             return Ok(());
         }
-        let result = self.flush_dirty();
+        let result = self.flush_dirty(words);
         if let Err(error) = &result {
             tracing::error!(path = %self.path.display(), %error, "flush failed; pool poisoned");
             self.poisoned = true;
         }
         result
+    }
+
+    /// The mapping (header page first) and the open, locked file, for a shared pool.
+    pub(crate) fn map(&self) -> &MmapMut {
+        &self.map
+    }
+
+    /// Takes the pool apart: its path, the locked file and the mapping.
+    pub(crate) fn into_parts(self) -> (PathBuf, File, MmapMut) {
+        (self.path, self._file, self.map)
     }
 }
 

@@ -6,18 +6,24 @@
 /// slice, or a CPU without the instruction, makes it a no-op.
 #[inline]
 pub fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
     if !bytes.is_empty() {
-        // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is part of the
-        // x86_64 baseline the compiler targets). The instruction only hints the cache: it
-        // neither reads into a register nor writes, and does not fault even on an invalid
-        // address; here the address is also that of a live, borrowed byte.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast());
-        }
+        prefetch_ptr(bytes.as_ptr());
+    }
+}
+
+/// [`prefetch`] for the cache line at `address`, which need not be valid.
+#[inline]
+pub(crate) fn prefetch_ptr(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is part of the
+    // x86_64 baseline the compiler targets). The instruction only hints the cache: it
+    // neither reads into a register nor writes, and does not fault even on an invalid
+    // address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    let _ = address;
 }
 
 #[cfg(test)]

@@ -7,3 +7,4 @@ mod crash;
 mod model;
 mod open_errors;
 mod round_trip;
+mod shared;
