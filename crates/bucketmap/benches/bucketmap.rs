@@ -37,6 +37,19 @@ fn key64(n: u64) -> u64 {
     SplitMix64::new(n ^ 0x55).next_u64()
 }
 
+/// Whether contender `name` runs: all of them, or those named in `TALUS_BENCH_CONTENDERS`
+/// (comma-separated, e.g. `talus_key32,atlas_key32`), which also skips the others' loading.
+fn selected(name: &str) -> bool {
+    std::env::var("TALUS_BENCH_CONTENDERS").map_or(true, |names| names.split(',').any(|n| n.trim() == name))
+}
+
+/// How much of this process's file mappings the kernel maps with huge pages (it affects
+/// lookups in maps larger than the TLB reaches), from /proc/self/smaps_rollup.
+fn file_huge_pages() -> String {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    rollup.lines().find(|line| line.starts_with("FilePmdMapped:")).unwrap_or("FilePmdMapped: unknown").to_owned()
+}
+
 fn disk_bytes(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -147,34 +160,36 @@ fn bench_contender(c: &mut Criterion, group_name: &str, name: &str, n: u64, cont
 fn bucketmap(c: &mut Criterion) {
     for n in sizes() {
         let group = format!("n{n}");
-        {
+        if selected("talus_u64") {
             let dir = tempfile::tempdir().expect("temp dir");
             let config = BucketMapConfig::new(dir.path()).bucket_bits(6).initial_cells_log2(10).verify_on_open(false);
             let mut talus = Talus(BucketMap::create(config).expect("create"), key64 as fn(u64) -> u64);
             (0..n).for_each(|k| talus.insert(k));
             eprintln!(
-                "talus u64 keys, {n} entries: {:.1} bytes per entry on disk",
-                disk_bytes(dir.path()) as f64 / n as f64
+                "talus u64 keys, {n} entries: {:.1} bytes per entry on disk ({})",
+                disk_bytes(dir.path()) as f64 / n as f64,
+                file_huge_pages()
             );
             bench_contender(c, &group, "talus_u64", n, &mut talus);
         }
-        {
+        if selected("hashbrown_u64") {
             let mut hashbrown = Hashbrown(hashbrown::HashMap::new(), key64 as fn(u64) -> u64);
             (0..n).for_each(|k| hashbrown.insert(k));
             bench_contender(c, &group, "hashbrown_u64", n, &mut hashbrown);
         }
-        {
+        if selected("talus_key32") {
             let dir = tempfile::tempdir().expect("temp dir");
             let config = BucketMapConfig::new(dir.path()).bucket_bits(6).initial_cells_log2(10).verify_on_open(false);
             let mut talus = Talus(BucketMap::create(config).expect("create"), key32 as fn(u64) -> [u8; 32]);
             (0..n).for_each(|k| talus.insert(k));
             eprintln!(
-                "talus 32-byte keys, {n} entries: {:.1} bytes per entry on disk",
-                disk_bytes(dir.path()) as f64 / n as f64
+                "talus 32-byte keys, {n} entries: {:.1} bytes per entry on disk ({})",
+                disk_bytes(dir.path()) as f64 / n as f64,
+                file_huge_pages()
             );
             bench_contender(c, &group, "talus_key32", n, &mut talus);
         }
-        {
+        if selected("atlas_key32") {
             let dir = tempfile::tempdir().expect("temp dir");
             let mut config = atlas_bucket_map::bucket_map::BucketMapConfig::new(64);
             config.drives = Some(vec![dir.path().to_path_buf()]);

@@ -1,6 +1,6 @@
 //! `BucketMap`: the buckets, the manifest, and the clean/unclean protocol.
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::Mutex;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytemuck::Pod;
 use talus_datapool::{Datapool as _, FileBackedOptions};
 
-use crate::bucket::{Bucket, BucketStats, Layout, is_bucket_file};
+use crate::bucket::{Bucket, BucketGuard, BucketStats, Layout, is_bucket_file};
 use crate::config::BucketMapConfig;
 use crate::error::{Error, Result, io_error};
 use crate::key::{Key, KeyHasher, Xxh3Hasher};
@@ -47,7 +47,7 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
     bucket_bits: u32,
     max_search: usize,
     hasher: H,
-    buckets: Vec<RwLock<Bucket>>,
+    buckets: Vec<Bucket>,
     /// The manifest as last written; its lock serialises manifest writes. Lock order: a
     /// bucket's lock (or all of them, in order) before this one.
     manifest: Mutex<Manifest>,
@@ -56,14 +56,6 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
     len: AtomicU64,
     closed: bool,
     _types: PhantomData<fn() -> (K, V)>,
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read()
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
 }
 
 /// A random seed from the standard library's per-process random hashing keys.
@@ -123,7 +115,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             .map(|idx| {
                 let dir_idx = (idx % n_dirs) as u32;
                 Bucket::create(&config.dirs[dir_idx as usize], dir_idx, idx, 0, 1 << config.initial_cells_log2, &layout)
-                    .map(RwLock::new)
             })
             .collect::<Result<Vec<_>>>()?;
         let seed = random_seed();
@@ -135,7 +126,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             key_len: layout.key_len as u32,
             value_len: layout.value_len as u32,
             n_dirs: n_dirs as u32,
-            buckets: buckets.iter().map(|bucket| read(bucket).record()).collect(),
+            buckets: buckets.iter().map(|bucket| bucket.lock().record()).collect(),
         };
         let map = BucketMap {
             dirs: config.dirs,
@@ -225,8 +216,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             opened.sort_by_key(|&(idx, _)| idx);
             opened.into_iter().map(|(_, bucket)| bucket).collect::<Result<Vec<_>>>()?
         };
-        let buckets: Vec<RwLock<Bucket>> = buckets.into_iter().map(RwLock::new).collect();
-        let len = buckets.iter().map(|bucket| read(bucket).n_entries()).sum();
+        let len = buckets.iter().map(|bucket| bucket.lock().n_entries()).sum();
         Ok(BucketMap {
             dirs: config.dirs,
             layout,
@@ -252,7 +242,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         if self.bucket_bits == 0 { 0 } else { (hash >> (64 - self.bucket_bits)) as usize }
     }
 
-    fn bucket_of(&self, hash: u64) -> &RwLock<Bucket> {
+    fn bucket_of(&self, hash: u64) -> &Bucket {
         &self.buckets[self.bucket_idx(hash)]
     }
 
@@ -268,8 +258,8 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     }
 
     /// Locks `key`'s bucket for writing, after making sure the manifest says "not clean".
-    fn write_bucket(&self, hash: u64) -> Result<RwLockWriteGuard<'_, Bucket>> {
-        let guard = write(self.bucket_of(hash));
+    fn write_bucket(&self, hash: u64) -> Result<BucketGuard<'_>> {
+        let guard = self.bucket_of(hash).lock();
         if !self.marked_unclean.load(Ordering::Acquire) {
             let mut manifest = self.manifest.lock();
             if !self.marked_unclean.load(Ordering::Acquire) {
@@ -289,15 +279,14 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     /// coming one after another. Changes nothing.
     pub fn prefetch(&self, key: &K) {
         let hash = self.hash(key);
-        read(self.bucket_of(hash)).prefetch(hash);
+        self.bucket_of(hash).table().prefetch(hash);
     }
 
-    /// The value of the first entry for `key`.
+    /// The value of the first entry for `key`. Takes no lock (see the crate's docs).
     pub fn get(&self, key: &K) -> Option<V> {
         let hash = self.hash(key);
-        let bucket = read(self.bucket_of(hash));
-        let cell = bucket.matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search).next()?;
-        Some(bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)))
+        let key = bytemuck::bytes_of(key);
+        self.bucket_of(hash).read(|table| table.find(hash, key, self.max_search).map(|cell| table.value::<V>(cell)))
     }
 
     /// Whether `key` has an entry.
@@ -315,13 +304,13 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let hash = self.hash(&key);
         let mut bucket = self.write_bucket(hash)?;
         let key_bytes = bytemuck::bytes_of(&key);
-        let existing = bucket.matches(hash, key_bytes, &self.layout, self.max_search).next();
+        let existing = bucket.table().matches(hash, key_bytes, self.max_search).next();
         if let Some(cell) = existing {
-            let previous = bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout));
-            bucket.set_value(cell, &self.layout, bytemuck::bytes_of(&value));
+            let previous = bucket.table().value(cell);
+            bucket.set_value(cell, bytemuck::bytes_of(&value));
             return Ok(Some(previous));
         }
-        bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), &self.layout, self.max_search, &self.dirs)?;
+        bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), self.max_search, &self.dirs)?;
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
@@ -337,10 +326,10 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let hash = self.hash(&key);
         let mut bucket = self.write_bucket(hash)?;
         let key_bytes = bytemuck::bytes_of(&key);
-        if let Some(cell) = bucket.matches(hash, key_bytes, &self.layout, self.max_search).next() {
-            return Ok(Some(bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout))));
+        if let Some(cell) = bucket.table().matches(hash, key_bytes, self.max_search).next() {
+            return Ok(Some(bucket.table().value(cell)));
         }
-        bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), &self.layout, self.max_search, &self.dirs)?;
+        bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), self.max_search, &self.dirs)?;
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
@@ -364,23 +353,16 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let hash = self.hash(&key);
         let mut bucket = self.write_bucket(hash)?;
         let key_bytes = bytemuck::bytes_of(&key);
-        let cell = bucket.matches(hash, key_bytes, &self.layout, self.max_search).next();
-        let current = cell.map(|cell| bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)));
+        let cell = bucket.table().matches(hash, key_bytes, self.max_search).next();
+        let current = cell.map(|cell| bucket.table().value(cell));
         match (cell, f(current)) {
-            (Some(cell), Some(new)) => bucket.set_value(cell, &self.layout, bytemuck::bytes_of(&new)),
+            (Some(cell), Some(new)) => bucket.set_value(cell, bytemuck::bytes_of(&new)),
             (Some(cell), None) => {
-                bucket.remove_cell(cell, &self.layout);
+                bucket.remove_cell(cell);
                 self.len.fetch_sub(1, Ordering::Relaxed);
             }
             (None, Some(new)) => {
-                bucket.insert_new(
-                    hash,
-                    key_bytes,
-                    bytemuck::bytes_of(&new),
-                    &self.layout,
-                    self.max_search,
-                    &self.dirs,
-                )?;
+                bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&new), self.max_search, &self.dirs)?;
                 self.len.fetch_add(1, Ordering::Relaxed);
             }
             (None, None) => {}
@@ -396,25 +378,40 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     pub fn insert_duplicate(&self, key: K, value: V) -> Result<()> {
         let hash = self.hash(&key);
         let mut bucket = self.write_bucket(hash)?;
-        bucket.insert_new(
-            hash,
-            bytemuck::bytes_of(&key),
-            bytemuck::bytes_of(&value),
-            &self.layout,
-            self.max_search,
-            &self.dirs,
-        )?;
+        bucket.insert_new(hash, bytemuck::bytes_of(&key), bytemuck::bytes_of(&value), self.max_search, &self.dirs)?;
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Calls `visit` with every value of `key`, in probe order.
+    /// Calls `visit` with every value of `key`, in probe order. Takes no lock for a key with
+    /// at most four entries; `visit` runs after the lookup, so it may use the map.
     pub fn for_each_value(&self, key: &K, mut visit: impl FnMut(V)) {
+        const INLINE: usize = 4;
         let hash = self.hash(key);
-        let bucket = read(self.bucket_of(hash));
-        for cell in bucket.matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search) {
-            visit(bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)));
+        let key_bytes = bytemuck::bytes_of(key);
+        let bucket = self.bucket_of(hash);
+        let (n_found, found) = bucket.read(|table| {
+            let mut found = [V::zeroed(); INLINE];
+            let mut n_found = 0;
+            for cell in table.matches(hash, key_bytes, self.max_search) {
+                if n_found == INLINE {
+                    return (None, found);
+                }
+                found[n_found] = table.value(cell);
+                n_found += 1;
+            }
+            (Some(n_found), found)
+        });
+        if let Some(n_found) = n_found {
+            found[..n_found].iter().for_each(|&value| visit(value));
+            return;
         }
+        let values: Vec<V> = {
+            let bucket = bucket.lock();
+            let table = bucket.table();
+            table.matches(hash, key_bytes, self.max_search).map(|cell| table.value(cell)).collect()
+        };
+        values.into_iter().for_each(visit);
     }
 
     /// Every value of `key`.
@@ -433,11 +430,11 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     pub fn replace_if(&self, key: &K, mut predicate: impl FnMut(&V) -> bool, new: V) -> Result<bool> {
         let hash = self.hash(key);
         let mut bucket = self.write_bucket(hash)?;
-        let found = bucket
-            .matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search)
-            .find(|&cell| predicate(&bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout))));
+        let table = bucket.table();
+        let found =
+            table.matches(hash, bytemuck::bytes_of(key), self.max_search).find(|&cell| predicate(&table.value(cell)));
         if let Some(cell) = found {
-            bucket.set_value(cell, &self.layout, bytemuck::bytes_of(&new));
+            bucket.set_value(cell, bytemuck::bytes_of(&new));
         }
         Ok(found.is_some())
     }
@@ -458,15 +455,16 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let mut skip = 0; // matches already judged to stay, in probe order
         // Removing shifts later cells back, so look again after each removal.
         loop {
-            let found = bucket
-                .matches(hash, bytemuck::bytes_of(key), &self.layout, self.max_search)
+            let table = bucket.table();
+            let found = table
+                .matches(hash, bytemuck::bytes_of(key), self.max_search)
                 .skip(skip)
-                .map(|cell| (cell, bytemuck::pod_read_unaligned::<V>(bucket.value(cell, &self.layout))))
+                .map(|cell| (cell, table.value::<V>(cell)))
                 .enumerate()
                 .find(|(_, (_, value))| predicate(value));
             let Some((n_kept, (cell, value))) = found else { break };
             skip += n_kept;
-            bucket.remove_cell(cell, &self.layout);
+            bucket.remove_cell(cell);
             self.len.fetch_sub(1, Ordering::Relaxed);
             removed.push(value);
             if first_only {
@@ -486,30 +484,24 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         self.len() == 0
     }
 
-    /// Every entry, bucket by bucket (each bucket read under its lock, one at a time).
+    /// Every entry, bucket by bucket (each bucket read under its writer's lock, one at a
+    /// time, so each bucket's entries are from one moment).
     pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        self.buckets.iter().flat_map(move |lock| {
-            let bucket = read(lock);
-            bucket
-                .occupied()
-                .map(|cell| {
-                    (
-                        bytemuck::pod_read_unaligned(bucket.key(cell, &self.layout)),
-                        bytemuck::pod_read_unaligned(bucket.value(cell, &self.layout)),
-                    )
-                })
-                .collect::<Vec<_>>()
+        self.buckets.iter().flat_map(move |bucket| {
+            let bucket = bucket.lock();
+            let table = bucket.table();
+            table.occupied().map(|cell| (table.key(cell), table.value(cell))).collect::<Vec<_>>()
         })
     }
 
     /// Per bucket: capacity, entries, resizes, longest probe.
     pub fn stats(&self) -> Vec<BucketStats> {
-        self.buckets.iter().map(|bucket| read(bucket).stats()).collect()
+        self.buckets.iter().map(|bucket| bucket.lock().stats()).collect()
     }
 
     /// The bucket files, in bucket order.
     pub fn bucket_paths(&self) -> Vec<PathBuf> {
-        self.buckets.iter().map(|bucket| read(bucket).path().to_path_buf()).collect()
+        self.buckets.iter().map(|bucket| bucket.lock().path().to_path_buf()).collect()
     }
 
     /// Makes the map durable and clean on disk: every bucket file flushed, the directories
@@ -519,7 +511,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     ///
     /// I/O from the bucket files or the manifest.
     pub fn flush(&self) -> Result<()> {
-        let mut locked: Vec<_> = self.buckets.iter().map(write).collect();
+        let mut locked: Vec<_> = self.buckets.iter().map(Bucket::lock).collect();
         let mut manifest = self.manifest.lock();
         for bucket in &mut locked {
             bucket.flush()?;
@@ -538,8 +530,8 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     /// opens as a clean map, with the same seed and placement, through
     /// [`open`](Self::open) with `dir` as its only directory. Returns the entries copied.
     ///
-    /// Writers go on meanwhile: each bucket is copied under its read lock, one at a time, so
-    /// a writer waits at most for one bucket's memory copy (a few milliseconds for a bucket
+    /// Readers and writers go on meanwhile: each bucket is copied under its writer's lock, one
+    /// at a time, so a writer waits at most for one bucket's memory copy (a few milliseconds for a bucket
     /// of a million cells); the file is written and synced after the lock is released. Each
     /// bucket's copy is consistent; different buckets are copied at different moments.
     ///
@@ -568,25 +560,25 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             return Err(Error::AlreadyExists { path: manifest_path });
         }
         let mut records = Vec::with_capacity(self.buckets.len());
-        for (idx, lock) in self.buckets.iter().enumerate() {
+        for (idx, bucket) in self.buckets.iter().enumerate() {
             // The target is made (a file created and synced) before the lock is taken; a
             // bucket that grows meanwhile gets a new one.
-            let mut expected = read(lock).record();
+            let mut expected = bucket.lock().record();
             let (record, image) = loop {
-                let path = dir.join(read(lock).file_name());
+                let path = dir.join(bucket.lock().file_name());
                 let data_len = expected.n_cells as usize * self.layout.cell_len;
                 // Buffered, not O_DIRECT: a snapshot is usually read back soon (a recovery
                 // after a killed process finds it in the page cache).
                 let mut image =
                     FileBackedOptions::new().direct_io(false).create(&path, data_len, self.layout.user_version())?;
                 before_copy(idx);
-                let bucket = read(lock);
-                let record = bucket.record();
+                let locked = bucket.lock();
+                let record = locked.record();
                 if record.n_cells == expected.n_cells && record.generation == expected.generation {
-                    image.as_mut_slice().copy_from_slice(bucket.data());
+                    locked.table().copy_to(image.as_mut_slice());
                     break (record, image);
                 }
-                drop(bucket);
+                drop(locked);
                 drop(image);
                 std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
                 expected = record;
