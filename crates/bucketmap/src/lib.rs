@@ -9,6 +9,10 @@
 //! `max_search` cells. Keys may repeat (multimap operations), because the engine stores
 //! 64-bit key hashes and resolves collisions itself.
 //!
+//! Lookups take no lock (a seqlock per bucket over the table's words, which datapool's
+//! `SharedMmapFile` shares as atomics); writers lock one bucket. A table replaced by
+//! growth is retired in place, so a lookup still reading it never meets unmapped memory.
+//!
 //! A small checksummed manifest, replaced atomically, records each bucket's file and size,
 //! the seed and a clean flag. After a crash the map opens as [`Error::NotClean`] (or, on
 //! request, is discarded) instead of serving a possibly torn index.

@@ -21,8 +21,10 @@ const PARALLEL_OPEN_MIN_BYTES: u64 = 64 << 20;
 /// A persistent hash map from fixed-size keys to fixed-size values, sharded into buckets
 /// that are memory-mapped datapool files and grow one at a time.
 ///
-/// Readers of a bucket run in parallel; a writer locks one bucket (growth included), never
-/// the map. The map on disk is marked unclean before the first change after open or flush,
+/// Readers take no lock: [`get`](Self::get) and [`for_each_value`](Self::for_each_value)
+/// read a bucket between two loads of its sequence number and try again if a writer changed
+/// it meanwhile, so they never wait for writers or for each other. A writer locks one bucket
+/// (growth included), never the map. The map on disk is marked unclean before the first change after open or flush,
 /// and clean by [`flush`](Self::flush) / [`close`](Self::close) (and, best effort, by drop):
 /// after a crash, [`open`](Self::open) reports [`Error::NotClean`] instead of serving a
 /// possibly torn index.
