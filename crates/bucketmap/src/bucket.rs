@@ -97,8 +97,14 @@ fn word_of(bytes: &[u8], j: usize) -> u64 {
 /// Fills `out` from `words` (little-endian).
 #[inline]
 fn load_bytes(words: &[AtomicU64], out: &mut [u8]) {
-    for (chunk, word) in out.chunks_mut(8).zip(words) {
-        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..chunk.len()]);
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut words = words.iter();
+    for (chunk, word) in (&mut chunks).zip(&mut words) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    let tail = chunks.into_remainder();
+    if let Some(word) = words.next() {
+        tail.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..tail.len()]);
     }
 }
 

@@ -52,17 +52,20 @@ pub(crate) fn data_checksum(prefix: &[u8; HEADER_LEN], data: &[u8]) -> [u8; CHEC
     hasher.finalize()
 }
 
-/// The checksum of `prefix` followed by the first `data_len` bytes of `words` (little-endian),
+/// The checksum of `prefix` followed by the first `data_len` bytes (a whole number of words)
+/// of `words` (little-endian),
 /// read with relaxed atomic loads into a buffer piece by piece: the words may be in use by
 /// other threads.
 pub(crate) fn words_checksum(prefix: &[u8; HEADER_LEN], words: &[AtomicU64], data_len: usize) -> [u8; CHECKSUM_LEN] {
+    assert!(data_len.is_multiple_of(8) && data_len <= words.len() * 8, "whole words only");
     let mut hasher = DataHasher::new(prefix);
     let mut buffer = vec![0u8; data_len.min(PARALLEL_MIN_LEN)];
     let mut done = 0;
     while done < data_len {
         let n = (data_len - done).min(buffer.len());
-        for (chunk, word) in buffer[..n].chunks_mut(8).zip(&words[done / 8..]) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..chunk.len()]);
+        // Whole words: `data_len` is a multiple of 8 for a shared pool.
+        for (chunk, word) in buffer[..n].chunks_exact_mut(8).zip(&words[done / 8..]) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
         }
         hasher.update(&buffer[..n]);
         done += n;
