@@ -295,6 +295,9 @@ pub(crate) struct Bucket {
     /// Index in `tables` of the current table.
     current: AtomicUsize,
     tables: Box<[OnceLock<Box<Table>>]>,
+    /// Entries in the current table: written only by the writer (under the mutex, so a plain
+    /// store suffices), read by anyone.
+    n_entries: AtomicU64,
     writer: Mutex<Writer>,
 }
 
@@ -302,7 +305,6 @@ pub(crate) struct Bucket {
 pub(crate) struct Writer {
     idx: usize,
     dir_idx: u32,
-    n_entries: u64,
     n_resizes: u32,
     longest_probe: usize,
 }
@@ -323,10 +325,21 @@ pub(crate) fn is_bucket_file(name: &str) -> bool {
 }
 
 impl Bucket {
-    fn with_table(table: Table, writer: Writer) -> Bucket {
+    fn with_table(table: Table, n_entries: u64, writer: Writer) -> Bucket {
         let tables: Box<[OnceLock<Box<Table>>]> = (0..MAX_TABLES).map(|_| OnceLock::new()).collect();
         assert!(tables[0].set(Box::new(table)).is_ok(), "a new bucket's first table is free");
-        Bucket { seq: AtomicU64::new(0), current: AtomicUsize::new(0), tables, writer: Mutex::new(writer) }
+        Bucket {
+            seq: AtomicU64::new(0),
+            current: AtomicUsize::new(0),
+            tables,
+            n_entries: AtomicU64::new(n_entries),
+            writer: Mutex::new(writer),
+        }
+    }
+
+    /// The number of entries (without waiting for a writer).
+    pub(crate) fn n_entries(&self) -> u64 {
+        self.n_entries.load(Ordering::Relaxed)
     }
 
     pub(crate) fn create(
@@ -338,7 +351,7 @@ impl Bucket {
         layout: &Layout,
     ) -> Result<Bucket> {
         let table = Table::create(dir, idx, generation, n_cells, layout)?;
-        Ok(Bucket::with_table(table, Writer { idx, dir_idx, n_entries: 0, n_resizes: 0, longest_probe: 0 }))
+        Ok(Bucket::with_table(table, 0, Writer { idx, dir_idx, n_resizes: 0, longest_probe: 0 }))
     }
 
     pub(crate) fn open(dir: &Path, idx: usize, record: &BucketRecord, layout: &Layout, verify: bool) -> Result<Bucket> {
@@ -351,8 +364,8 @@ impl Bucket {
                 reason: format!("bucket holds {n_entries} entries, the manifest says {}", record.n_entries),
             });
         }
-        let writer = Writer { idx, dir_idx: record.dir_idx, n_entries, n_resizes: record.n_resizes, longest_probe: 0 };
-        Ok(Bucket::with_table(table, writer))
+        let writer = Writer { idx, dir_idx: record.dir_idx, n_resizes: record.n_resizes, longest_probe: 0 };
+        Ok(Bucket::with_table(table, n_entries, writer))
     }
 
     /// The current table.
@@ -407,12 +420,18 @@ impl BucketGuard<'_> {
         result
     }
 
+    /// Counts entries added (or, negative, removed); only the lock holder writes the count.
+    fn add_entries(&mut self, delta: i64) {
+        let n_entries = self.bucket.n_entries().wrapping_add_signed(delta);
+        self.bucket.n_entries.store(n_entries, Ordering::Relaxed);
+    }
+
     pub(crate) fn record(&self) -> BucketRecord {
         let table = self.table();
         BucketRecord {
             generation: table.generation,
             n_cells: table.n_cells(),
-            n_entries: self.writer.n_entries,
+            n_entries: self.bucket.n_entries(),
             n_resizes: self.writer.n_resizes,
             dir_idx: self.writer.dir_idx,
         }
@@ -421,14 +440,10 @@ impl BucketGuard<'_> {
     pub(crate) fn stats(&self) -> BucketStats {
         BucketStats {
             capacity: self.table().n_cells(),
-            entries: self.writer.n_entries,
+            entries: self.bucket.n_entries(),
             resizes: self.writer.n_resizes,
             longest_probe: self.writer.longest_probe,
         }
-    }
-
-    pub(crate) fn n_entries(&self) -> u64 {
-        self.writer.n_entries
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -452,7 +467,7 @@ impl BucketGuard<'_> {
     fn try_place(&mut self, hash: u64, key: &[u8], value: &[u8], max_search: usize) -> bool {
         let Some((cell, distance)) = self.table().free_cell(hash, max_search) else { return false };
         self.change(|table| table.write_cell(cell, meta_of(hash), key, value));
-        self.writer.n_entries += 1;
+        self.add_entries(1);
         self.writer.longest_probe = self.writer.longest_probe.max(distance);
         true
     }
@@ -556,7 +571,7 @@ impl BucketGuard<'_> {
                 }
             }
         });
-        self.writer.n_entries -= 1;
+        self.add_entries(-1);
     }
 }
 

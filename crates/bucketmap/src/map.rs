@@ -3,7 +3,7 @@
 use parking_lot::Mutex;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytemuck::Pod;
 use talus_datapool::{Datapool as _, FileBackedOptions};
@@ -55,7 +55,6 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
     manifest: Mutex<Manifest>,
     /// The manifest on disk says "not clean".
     marked_unclean: AtomicBool,
-    len: AtomicU64,
     closed: bool,
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -140,7 +139,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             buckets,
             manifest: Mutex::new(manifest),
             marked_unclean: AtomicBool::new(false),
-            len: AtomicU64::new(0),
             closed: false,
             _types: PhantomData,
         };
@@ -218,7 +216,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             opened.sort_by_key(|&(idx, _)| idx);
             opened.into_iter().map(|(_, bucket)| bucket).collect::<Result<Vec<_>>>()?
         };
-        let len = buckets.iter().map(|bucket| bucket.lock().n_entries()).sum();
         Ok(BucketMap {
             dirs: config.dirs,
             layout,
@@ -230,7 +227,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             buckets,
             manifest: Mutex::new(manifest),
             marked_unclean: AtomicBool::new(false),
-            len: AtomicU64::new(len),
             closed: false,
             _types: PhantomData,
         })
@@ -261,7 +257,11 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
 
     /// Locks `key`'s bucket for writing, after making sure the manifest says "not clean".
     fn write_bucket(&self, hash: u64) -> Result<BucketGuard<'_>> {
-        let guard = self.bucket_of(hash).lock();
+        let bucket = self.bucket_of(hash);
+        // Start the probe window's cache miss before the lock: the prefetch is not held back
+        // by the lock's atomic read-modify-write, so the miss overlaps with waiting for it.
+        bucket.table().prefetch(hash);
+        let guard = bucket.lock();
         if !self.marked_unclean.load(Ordering::Acquire) {
             let mut manifest = self.manifest.lock();
             if !self.marked_unclean.load(Ordering::Acquire) {
@@ -313,7 +313,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             return Ok(Some(previous));
         }
         bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), self.max_search, &self.dirs)?;
-        self.len.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
 
@@ -332,7 +331,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             return Ok(Some(bucket.table().value(cell)));
         }
         bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&value), self.max_search, &self.dirs)?;
-        self.len.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
 
@@ -361,11 +359,9 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             (Some(cell), Some(new)) => bucket.set_value(cell, bytemuck::bytes_of(&new)),
             (Some(cell), None) => {
                 bucket.remove_cell(cell);
-                self.len.fetch_sub(1, Ordering::Relaxed);
             }
             (None, Some(new)) => {
                 bucket.insert_new(hash, key_bytes, bytemuck::bytes_of(&new), self.max_search, &self.dirs)?;
-                self.len.fetch_add(1, Ordering::Relaxed);
             }
             (None, None) => {}
         }
@@ -381,7 +377,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let hash = self.hash(&key);
         let mut bucket = self.write_bucket(hash)?;
         bucket.insert_new(hash, bytemuck::bytes_of(&key), bytemuck::bytes_of(&value), self.max_search, &self.dirs)?;
-        self.len.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -467,7 +462,6 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             let Some((n_kept, (cell, value))) = found else { break };
             skip += n_kept;
             bucket.remove_cell(cell);
-            self.len.fetch_sub(1, Ordering::Relaxed);
             removed.push(value);
             if first_only {
                 break;
@@ -476,9 +470,10 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         Ok(removed)
     }
 
-    /// The number of entries.
+    /// The number of entries (a sum over the buckets' counts, which each bucket's writer
+    /// keeps without an atomic read-modify-write).
     pub fn len(&self) -> u64 {
-        self.len.load(Ordering::Relaxed)
+        self.buckets.iter().map(Bucket::n_entries).sum()
     }
 
     /// Whether the map has no entries.
