@@ -395,6 +395,16 @@ impl Bucket {
         read(self.table())
     }
 
+    /// Makes the sequence number odd before a change (under the writer's lock) and returns
+    /// it; the change ends by storing it plus one. Odd already only if a change panicked
+    /// half-way: it stays odd, so the next change still ends on an even number.
+    fn begin_change(&self) -> u64 {
+        let odd = self.seq.load(Ordering::Relaxed) | 1;
+        self.seq.store(odd, Ordering::Relaxed);
+        fence(Ordering::Release);
+        odd
+    }
+
     /// Locks the bucket for writing.
     pub(crate) fn lock(&self) -> BucketGuard<'_> {
         BucketGuard { bucket: self, writer: self.writer.lock() }
@@ -412,11 +422,9 @@ impl BucketGuard<'_> {
     fn change<R>(&mut self, change: impl FnOnce(&Table) -> R) -> R {
         let table = self.bucket.table();
         table.pool.mark_dirty();
-        let seq = self.bucket.seq.load(Ordering::Relaxed);
-        self.bucket.seq.store(seq + 1, Ordering::Relaxed);
-        fence(Ordering::Release);
+        let odd = self.bucket.begin_change();
         let result = change(table);
-        self.bucket.seq.store(seq + 2, Ordering::Release);
+        self.bucket.seq.store(odd + 1, Ordering::Release);
         result
     }
 
@@ -533,11 +541,9 @@ impl BucketGuard<'_> {
         };
         tracing::debug!(bucket = self.writer.idx, n_cells, "bucket grew");
         assert!(self.bucket.tables[next].set(Box::new(grown)).is_ok(), "table slots are only filled here");
-        let seq = self.bucket.seq.load(Ordering::Relaxed);
-        self.bucket.seq.store(seq + 1, Ordering::Relaxed);
-        fence(Ordering::Release);
+        let odd = self.bucket.begin_change();
         self.bucket.current.store(next, Ordering::Release);
-        self.bucket.seq.store(seq + 2, Ordering::Release);
+        self.bucket.seq.store(odd + 1, Ordering::Release);
         self.writer.n_resizes += 1;
         // Readers may still be in the old table: it keeps its address (as zero pages) until
         // the map is dropped, but its file and memory go now.

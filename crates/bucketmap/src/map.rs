@@ -23,7 +23,8 @@ const PARALLEL_OPEN_MIN_BYTES: u64 = 64 << 20;
 ///
 /// Readers take no lock: [`get`](Self::get) and [`for_each_value`](Self::for_each_value)
 /// read a bucket between two loads of its sequence number and try again if a writer changed
-/// it meanwhile, so they never wait for writers or for each other. A writer locks one bucket
+/// it meanwhile, so they do not wait for each other, and wait for a writer (on its lock)
+/// only when 64 tries in a row met a change. A writer locks one bucket
 /// (growth included), never the map. The map on disk is marked unclean before the first change after open or flush,
 /// and clean by [`flush`](Self::flush) / [`close`](Self::close) (and, best effort, by drop):
 /// after a crash, [`open`](Self::open) reports [`Error::NotClean`] instead of serving a

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use memmap2::{Advice, MmapMut, MmapOptions};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::checksum::{DataHasher, data_checksum, load_and_hash, words_checksum};
 use crate::error::{Error, Result, io_error};
@@ -63,8 +63,11 @@ pub struct MmapFile {
     path: PathBuf,
     /// Held open for the lock; the mapping does not need it.
     _file: File,
-    /// The whole file: header page, then the data padded to a page.
-    map: MmapMut,
+    /// The whole file: header page, then the data padded to a page. Held raw, and reached
+    /// only through pointers to the parts in use, so that no reference ever spans both the
+    /// header and the data (a shared pool's data is in use by other threads while its
+    /// header is written).
+    map: MmapRaw,
     data_len: usize,
     /// The header as it is now in the mapping.
     header: PoolHeader,
@@ -157,12 +160,14 @@ impl MmapFileOptions {
 
         let map_len = usize::try_from(file_len(data_len))
             .map_err(|_| Error::TooLarge { requested: data_len as u64, max: crate::MAX_DATA_LEN })?;
-        // SAFETY: the mapping is exactly as long as the file, checked just above, so no page of
-        // it lies past the end of the file; the file is locked against other talus handles for
+        // The mapping is exactly as long as the file, checked just above, so no page of it
+        // lies past the end of the file; the file is locked against other talus handles for
         // as long as the mapping lives (it is dropped with `_file`'s owner). A process that
         // ignores the lock and truncates the file could still cause SIGBUS; ARCHITECTURE.md
-        // records this as a limit of memory-mapped files.
-        let map = unsafe { MmapOptions::new().len(map_len).map_mut(&file) }.map_err(io_error("mmap", path))?;
+        // records this as a limit of memory-mapped files. The mapping is raw: the bytes are
+        // reached through `data_slice`, `as_mut_slice` and `write_header`, whose SAFETY
+        // comments rely on the length checked here.
+        let map = MmapOptions::new().len(map_len).map_raw(&file).map_err(io_error("mmap", path))?;
 
         if self.verify_checksum {
             advise(&map, Advice::Sequential);
@@ -188,7 +193,7 @@ impl MmapFileOptions {
 /// Faults the data in from disk piece by piece on several threads (`MADV_POPULATE_READ`,
 /// which reports a read error as an error where touching the page would raise SIGBUS) and
 /// hashes the pieces as they arrive.
-fn verify_pieces(map: &MmapMut, path: &Path, data_len: usize, header: &PoolHeader) -> Result<[u8; 32]> {
+fn verify_pieces(map: &MmapRaw, path: &Path, data_len: usize, header: &PoolHeader) -> Result<[u8; 32]> {
     let pieces: Vec<usize> = (0..data_len).step_by(VERIFY_PIECE_LEN).collect();
     let hasher = DataHasher::new(&header.checksum_prefix());
     let checksum = load_and_hash(pieces, VERIFY_WORKERS, Some(hasher), |start| {
@@ -203,12 +208,23 @@ fn verify_pieces(map: &MmapMut, path: &Path, data_len: usize, header: &PoolHeade
             Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {}
             Err(source) => return Err(Error::Io { op: "read (populate)", path: path.to_path_buf(), source }),
         }
-        Ok(&map[HEADER_LEN + start..HEADER_LEN + end])
+        Ok(data_slice(map, data_len).get(start..end).expect("pieces lie within the data"))
     })?;
     Ok(checksum.expect("a hasher was given"))
 }
 
-fn advise(map: &MmapMut, advice: Advice) {
+/// The data bytes of a pool's mapping, for a pool that is not shared (or not yet).
+fn data_slice(map: &MmapRaw, data_len: usize) -> &[u8] {
+    // SAFETY: the mapping is `file_len(data_len)` bytes, at least HEADER_LEN + data_len
+    // (checked when it was made), and lives as long as `map`'s borrow. Callers hold the
+    // pool (or the mapping, before the pool exists) by shared reference or own it, and a
+    // pool's data is only written through `as_mut_slice` (`&mut self`, so not meanwhile)
+    // or, once it is shared, through atomics that never meet this slice: a shared pool
+    // reads its data through its words instead.
+    unsafe { std::slice::from_raw_parts(map.as_ptr().add(HEADER_LEN), data_len) }
+}
+
+fn advise(map: &MmapRaw, advice: Advice) {
     if let Err(error) = map.advise(advice) {
         tracing::debug!(%error, ?advice, "madvise failed; continuing without the advice");
     }
@@ -261,12 +277,11 @@ impl MmapFile {
     fn write_header(&mut self, header: &PoolHeader) {
         let mut page = [0u8; HEADER_LEN];
         header.encode(&mut page);
-        // Through a pointer, not `self.map[..]`: indexing the mapping would borrow all of
-        // it mutably, data included, and a shared pool's data is in use by other threads.
         // SAFETY: the mapping is at least one header page plus a data page long (the file
         // length was checked at open), so the first HEADER_LEN bytes are in it; the header
-        // page is only ever accessed by this pool's owner (`&mut self`), never through
-        // `as_slice` (which starts after it) or a shared pool's words.
+        // page is only ever accessed by this pool's owner (`&mut self`), through this
+        // pointer, never through `as_slice` (which starts after it) or a shared pool's
+        // words; `page` is a separate local buffer.
         unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), self.map.as_mut_ptr(), HEADER_LEN) };
         self.header = *header;
     }
@@ -300,7 +315,7 @@ impl MmapFile {
         let data_len = self.data_len;
         let hash = || match words {
             Some(words) => words_checksum(&prefix, words, data_len),
-            None => data_checksum(&prefix, &map[HEADER_LEN..HEADER_LEN + data_len]),
+            None => data_checksum(&prefix, data_slice(map, data_len)),
         };
 
         // Step 1: the data reaches disk (msync) while its checksum is computed.
@@ -331,17 +346,20 @@ impl Datapool for MmapFile {
     }
 
     fn as_slice(&self) -> &[u8] {
-        &self.map[HEADER_LEN..HEADER_LEN + self.data_len]
+        data_slice(&self.map, self.data_len)
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
         self.mark_dirty();
-        &mut self.map[HEADER_LEN..HEADER_LEN + self.data_len]
+        // SAFETY: as in `data_slice`, and `&mut self` makes this the only reference to the
+        // data while it lives (a pool that is shared is owned by its `SharedMmapFile`,
+        // which never calls this).
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(HEADER_LEN), self.data_len) }
     }
 
     fn as_mut_ptr(&mut self) -> *mut u8 {
         self.mark_dirty();
-        self.map[HEADER_LEN..].as_mut_ptr()
+        self.map.as_mut_ptr().wrapping_add(HEADER_LEN)
     }
 
     /// Syncs the data, then writes and syncs a clean header with the new checksum. Does
@@ -369,12 +387,12 @@ impl MmapFile {
     }
 
     /// The mapping (header page first) and the open, locked file, for a shared pool.
-    pub(crate) fn map(&self) -> &MmapMut {
+    pub(crate) fn map(&self) -> &MmapRaw {
         &self.map
     }
 
     /// Takes the pool apart: its path, the locked file and the mapping.
-    pub(crate) fn into_parts(self) -> (PathBuf, File, MmapMut) {
+    pub(crate) fn into_parts(self) -> (PathBuf, File, MmapRaw) {
         (self.path, self._file, self.map)
     }
 }

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use memmap2::MmapMut;
+use memmap2::MmapRaw;
 
 use crate::error::{Error, Result, io_error};
 use crate::header::HEADER_LEN;
@@ -29,8 +29,9 @@ use crate::pool::Datapool as _;
 /// - [`flush`](Self::flush) reads the words atomically while it hashes them; the caller
 ///   keeps writers out for the duration if the checksum is to match.
 /// - [`retire`](Self::retire) deletes the file and gives its disk space and page cache back,
-///   but keeps the address range mapped (to zero pages) until the pool is dropped, so a
-///   reader still holding [`words`](Self::words) reads zeros, never unmapped memory.
+///   but keeps the address range mapped (to private zero pages) until the pool is dropped,
+///   so a reader still holding [`words`](Self::words) reads zeros, never unmapped memory;
+///   stores after it reach no file.
 ///
 /// ```
 /// use std::sync::atomic::Ordering;
@@ -63,7 +64,7 @@ pub struct SharedMmapFile {
 enum State {
     Live(MmapFile),
     /// The file is gone; the mapping now shows zero pages and is unmapped at drop.
-    Retired(#[allow(dead_code, reason = "held for its Drop, which unmaps the range")] MmapMut),
+    Retired(#[allow(dead_code, reason = "held for its Drop, which unmaps the range")] MmapRaw),
     /// Only while `retire` works.
     Taken,
 }
@@ -89,9 +90,9 @@ impl SharedMmapFile {
         }
         // The mapping starts on a page and the header is a whole number of pages, so the
         // data is aligned for `AtomicU64`; checked anyway, as `words` relies on it.
-        let first = pool.map().as_ptr().wrapping_add(HEADER_LEN);
-        assert!(first.cast::<AtomicU64>().is_aligned(), "pool data is not 8-byte aligned");
-        let words = NonNull::new(first.cast::<AtomicU64>().cast_mut()).expect("a mapping is never at address 0");
+        let first = pool.map().as_mut_ptr().wrapping_add(HEADER_LEN).cast::<AtomicU64>();
+        assert!(first.is_aligned(), "pool data is not 8-byte aligned");
+        let words = NonNull::new(first).expect("a mapping is never at address 0");
         Ok(SharedMmapFile {
             words,
             n_words: data_len / 8,
@@ -181,19 +182,24 @@ impl SharedMmapFile {
         }
         let State::Live(pool) = &*state else { unreachable!("checked above") };
         std::fs::remove_file(&self.path).map_err(io_error("remove", &self.path))?;
-        let (start, len) = (pool.map().as_ptr().cast_mut(), pool.map().len());
+        let (start, len) = (pool.map().as_mut_ptr(), pool.map().len());
         // SAFETY: `[start, start + len)` is exactly the mapping the pool owns, and nothing
         // else in this process maps it. MAP_FIXED replaces its pages in one step with fresh
-        // anonymous read-only zero pages at the same address, so a concurrent reader of the
-        // words sees either the old bytes or zeros, never an unmapped address; the mapping's
-        // owner later unmaps the range as usual. No Rust reference to the bytes exists except
-        // the atomic words, which may observe the change, and the header page, which is only
-        // touched under this lock.
+        // anonymous zero pages at the same address (Linux swaps the mappings under the
+        // process's mmap lock, so a concurrent access faults and waits rather than meeting a
+        // hole): a reader of the words sees either the old bytes or zeros, never an unmapped
+        // address, and a store, which no owner should make any more, lands in private memory.
+        // The mapping's owner later unmaps the range as usual. No Rust reference to the bytes
+        // exists except the atomic words, which may observe the change (as they would a
+        // store by another process), and the header page, which is only touched under this
+        // lock. A caller that pairs this with a sequence number (the bucketmap's seqlock)
+        // relies on its own release store before this call being visible to any reader
+        // that then sees the zeros.
         let replaced = unsafe {
             libc::mmap(
                 start.cast(),
                 len,
-                libc::PROT_READ,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
                 -1,
                 0,
