@@ -133,7 +133,7 @@ impl FileBackedOptions {
         check_data_len(data_len)?;
         let (file, direct_io) =
             open_maybe_direct(OpenOptions::new().read(true), path, self.direct_io).map_err(io_error("open", path))?;
-        let header = read_and_check_header(&file, path, data_len, user_version)?;
+        let header = read_and_check_header(&file, path, data_len, user_version, false)?;
 
         // The read fills every page, so pre-faulting would touch them twice.
         let mut memory = MemoryOptions::new().prefault(false).huge_pages(self.huge_pages).create(data_len)?;

@@ -23,6 +23,7 @@
 //! grow or shrink a pool (make a new one), or coordinate writers (the pool hands out the
 //! region; its owner synchronises access).
 
+mod boot;
 mod checksum;
 mod error;
 mod file_backed;
@@ -34,6 +35,7 @@ mod pool_file;
 mod prefetch;
 mod shared;
 
+pub use boot::boot_id;
 pub use error::{ChecksumRegion, Error, Result};
 pub use file_backed::{FileBackedMemory, FileBackedOptions};
 pub use header::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATA_LEN, PAGE_LEN, PoolHeader};

@@ -83,11 +83,12 @@ pub struct MmapFileOptions {
     verify_checksum: bool,
     access: Access,
     huge_pages: bool,
+    resume_dirty: bool,
 }
 
 impl Default for MmapFileOptions {
     fn default() -> Self {
-        MmapFileOptions { verify_checksum: true, access: Access::Normal, huge_pages: false }
+        MmapFileOptions { verify_checksum: true, access: Access::Normal, huge_pages: false, resume_dirty: false }
     }
 }
 
@@ -121,6 +122,20 @@ impl MmapFileOptions {
         self
     }
 
+    /// Open a pool whose dirty flag is set instead of refusing it with [`Error::Dirty`]
+    /// (default `false`): the pool opens as it is, still dirty, without its data checksum
+    /// checked (it describes the last flush, not the data). Only for a caller that knows the
+    /// data is whole: a mapped file's stores are in the page cache the moment they are made,
+    /// so a pool left dirty by a process that was killed holds every store that process
+    /// made, for as long as the machine has not restarted since (see [`boot_id`]). A clean
+    /// pool opens as usual, checksum and all.
+    ///
+    /// [`boot_id`]: crate::boot_id
+    pub fn resume_dirty(mut self, resume: bool) -> Self {
+        self.resume_dirty = resume;
+        self
+    }
+
     /// Creates a new pool file of `data_len` zero bytes and opens it.
     ///
     /// The file is complete (header, checksum, disk space reserved) before it appears at
@@ -144,7 +159,8 @@ impl MmapFileOptions {
     ///
     /// One variant per problem: [`Error::FileLength`], [`Error::BadMagic`],
     /// [`Error::UnsupportedVersion`], [`Error::ChecksumMismatch`], [`Error::InvalidHeader`],
-    /// [`Error::SizeMismatch`], [`Error::UserVersionMismatch`], [`Error::Dirty`],
+    /// [`Error::SizeMismatch`], [`Error::UserVersionMismatch`], [`Error::Dirty`] (unless
+    /// [`resume_dirty`](Self::resume_dirty)),
     /// [`Error::Locked`], [`Error::Io`].
     pub fn open(&self, path: impl AsRef<Path>, data_len: usize, user_version: u64) -> Result<MmapFile> {
         let path = path.as_ref();
@@ -156,7 +172,7 @@ impl MmapFileOptions {
             Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: path.to_path_buf() }),
             Err(TryLockError::Error(source)) => return Err(Error::Io { op: "lock", path: path.to_path_buf(), source }),
         }
-        let header = read_and_check_header(&file, path, data_len, user_version)?;
+        let header = read_and_check_header(&file, path, data_len, user_version, self.resume_dirty)?;
 
         let map_len = usize::try_from(file_len(data_len))
             .map_err(|_| Error::TooLarge { requested: data_len as u64, max: crate::MAX_DATA_LEN })?;
@@ -169,7 +185,8 @@ impl MmapFileOptions {
         // comments rely on the length checked here.
         let map = MmapOptions::new().len(map_len).map_raw(&file).map_err(io_error("mmap", path))?;
 
-        if self.verify_checksum {
+        // A resumed dirty pool's checksum describes its last flush, not its data.
+        if self.verify_checksum && !header.dirty {
             advise(&map, Advice::Sequential);
             let computed = verify_pieces(&map, path, data_len, &header)?;
             header.verify_data_checksum(&computed, path)?;
@@ -185,8 +202,9 @@ impl MmapFileOptions {
         if self.huge_pages {
             advise(&map, Advice::HugePage);
         }
-        tracing::debug!(path = %path.display(), data_len, verified = self.verify_checksum, elapsed_us = started.elapsed().as_micros() as u64, "opened mmap pool");
-        Ok(MmapFile { path: path.to_path_buf(), _file: file, map, data_len, header, dirty: false, poisoned: false })
+        tracing::debug!(path = %path.display(), data_len, verified = self.verify_checksum && !header.dirty, resumed_dirty = header.dirty, elapsed_us = started.elapsed().as_micros() as u64, "opened mmap pool");
+        let dirty = header.dirty;
+        Ok(MmapFile { path: path.to_path_buf(), _file: file, map, data_len, header, dirty, poisoned: false })
     }
 }
 

@@ -179,13 +179,14 @@ pub(crate) fn create_pool_file(
 
 /// Reads the header of an open pool file and checks, in this order: the file is long enough
 /// to hold a header, the magic, the format version, the header crc32c, the fields, the data
-/// length against the caller's, the file length, the user version and the dirty flag.
-/// The data checksum is left to the caller.
+/// length against the caller's, the file length, the user version and the dirty flag (unless
+/// `accept_dirty`). The data checksum is left to the caller.
 pub(crate) fn read_and_check_header(
     file: &File,
     path: &Path,
     data_len: usize,
     user_version: u64,
+    accept_dirty: bool,
 ) -> Result<PoolHeader> {
     let found_len = file.metadata().map_err(io_error("stat", path))?.len();
     if found_len < HEADER_LEN as u64 {
@@ -212,7 +213,7 @@ pub(crate) fn read_and_check_header(
             found: header.user_version,
         });
     }
-    if header.dirty {
+    if header.dirty && !accept_dirty {
         return Err(Error::Dirty { path: path.to_path_buf() });
     }
     Ok(header)

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use talus_datapool::{Datapool, Error, FileBackedMemory, MmapFile};
+use talus_datapool::{Datapool, Error, FileBackedMemory, MmapFile, MmapFileOptions};
 
 use crate::common::{FileKind, SplitMix64, pattern, test_seed};
 
@@ -152,6 +152,30 @@ fn mmap_file_killed_after_writing_without_flush_is_dirty() {
     child.kill();
     assert!(matches!(MmapFile::open(&path, DATA_LEN, 0), Err(Error::Dirty { .. })));
     assert!(matches!(FileBackedMemory::open(&path, DATA_LEN, 0), Err(Error::Dirty { .. })));
+}
+
+#[test]
+fn mmap_file_killed_without_flush_resumes_with_every_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pool");
+    pool_with_pattern_one(&path);
+
+    let mut child = spawn(ChildAction::WriteNoFlush, &path);
+    assert_eq!(child.next_line().as_deref(), Some("ready"));
+    child.kill();
+    // The killed process's stores are in the page cache: a resumed pool holds all of them,
+    // and stays dirty until it is flushed.
+    let resume = MmapFileOptions::new().resume_dirty(true);
+    let pool = resume.open(&path, DATA_LEN, 0).expect("a dirty pool resumes");
+    assert!(pool.is_dirty());
+    assert!(pool.as_slice() == &pattern(DATA_LEN, 2)[..], "the bytes the killed process wrote");
+    drop(pool);
+    assert!(matches!(MmapFile::open(&path, DATA_LEN, 0), Err(Error::Dirty { .. })), "dropping it flushed nothing");
+    let mut pool = resume.open(&path, DATA_LEN, 0).expect("resumes again");
+    pool.flush().expect("flush");
+    drop(pool);
+    let pool = MmapFile::open(&path, DATA_LEN, 0).expect("clean after its flush, with a checksum that verifies");
+    assert!(pool.as_slice() == &pattern(DATA_LEN, 2)[..]);
 }
 
 #[test]
