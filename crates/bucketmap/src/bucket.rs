@@ -15,14 +15,15 @@
 //! still looks at it reads zeros and then sees the sequence number moved.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, MutexGuard};
 use talus_datapool::{Access, MmapFileOptions, SharedMmapFile};
 
 use crate::config::MAX_BUCKET_CELLS;
 use crate::error::{Error, Result};
+use crate::live::LiveState;
 use crate::manifest::BucketRecord;
 
 const OCCUPIED: u64 = 1 << 63;
@@ -133,11 +134,21 @@ impl Table {
         Ok(Table { pool: SharedMmapFile::new(pool)?, mask: n_cells - 1, layout: *layout, generation })
     }
 
-    fn open(dir: &Path, idx: usize, record: &BucketRecord, layout: &Layout, verify: bool) -> Result<Table> {
+    /// Opens a bucket's table; `resume` also opens one left dirty (by a killed process whose
+    /// stores the page cache still holds).
+    fn open(
+        dir: &Path,
+        idx: usize,
+        record: &BucketRecord,
+        layout: &Layout,
+        verify: bool,
+        resume: bool,
+    ) -> Result<Table> {
         let path = dir.join(file_name(idx, record.generation));
         let data_len = usize::try_from(record.n_cells).ok().and_then(|n| n.checked_mul(layout.cell_len));
         let data_len = data_len.ok_or(Error::BucketTooLarge { max_cells: MAX_BUCKET_CELLS })?;
-        let pool = options().verify_checksum(verify).open(&path, data_len, layout.user_version())?;
+        let options = options().verify_checksum(verify).resume_dirty(resume);
+        let pool = options.open(&path, data_len, layout.user_version())?;
         Ok(Table {
             pool: SharedMmapFile::new(pool)?,
             mask: record.n_cells - 1,
@@ -290,14 +301,15 @@ fn options() -> MmapFileOptions {
 /// A bucket: its tables (the current one and those growth replaced since open) and the
 /// writer's bookkeeping.
 pub(crate) struct Bucket {
-    /// Odd while a writer changes the current table's cells or switches tables.
-    seq: AtomicU64,
+    /// Where the bucket's sequence number (odd while a writer changes the current table's
+    /// cells or switches tables), entry count and current table are recorded, in slot
+    /// `idx`: the entry count is written only by the writer (under the mutex, so a plain
+    /// store suffices), inside the odd/even bracket of the change that moves it.
+    live: Arc<LiveState>,
+    idx: usize,
     /// Index in `tables` of the current table.
     current: AtomicUsize,
     tables: Box<[OnceLock<Box<Table>>]>,
-    /// Entries in the current table: written only by the writer (under the mutex, so a plain
-    /// store suffices), read by anyone.
-    n_entries: AtomicU64,
     writer: Mutex<Writer>,
 }
 
@@ -315,7 +327,7 @@ pub(crate) struct BucketGuard<'a> {
     writer: MutexGuard<'a, Writer>,
 }
 
-fn file_name(idx: usize, generation: u64) -> String {
+pub(crate) fn file_name(idx: usize, generation: u64) -> String {
     format!("bucket-{idx:05}-g{generation:010}.pool")
 }
 
@@ -325,47 +337,59 @@ pub(crate) fn is_bucket_file(name: &str) -> bool {
 }
 
 impl Bucket {
-    fn with_table(table: Table, n_entries: u64, writer: Writer) -> Bucket {
+    /// A bucket whose table is `table`; `live`'s slot `idx` already describes it.
+    pub(crate) fn with_table(table: Table, live: Arc<LiveState>, writer: Writer) -> Bucket {
         let tables: Box<[OnceLock<Box<Table>>]> = (0..MAX_TABLES).map(|_| OnceLock::new()).collect();
         assert!(tables[0].set(Box::new(table)).is_ok(), "a new bucket's first table is free");
-        Bucket {
-            seq: AtomicU64::new(0),
-            current: AtomicUsize::new(0),
-            tables,
-            n_entries: AtomicU64::new(n_entries),
-            writer: Mutex::new(writer),
-        }
+        Bucket { idx: writer.idx, live, current: AtomicUsize::new(0), tables, writer: Mutex::new(writer) }
     }
 
     /// The number of entries (without waiting for a writer).
     pub(crate) fn n_entries(&self) -> u64 {
-        self.n_entries.load(Ordering::Relaxed)
+        self.live.n_entries(self.idx).load(Ordering::Relaxed)
     }
 
-    pub(crate) fn create(
+    #[inline]
+    fn seq(&self) -> &AtomicU64 {
+        self.live.seq(self.idx)
+    }
+
+    /// Creates bucket `idx`'s first table; returns it and the bucket's record.
+    pub(crate) fn create_table(
         dir: &Path,
         dir_idx: u32,
         idx: usize,
-        generation: u64,
         n_cells: u64,
         layout: &Layout,
-    ) -> Result<Bucket> {
-        let table = Table::create(dir, idx, generation, n_cells, layout)?;
-        Ok(Bucket::with_table(table, 0, Writer { idx, dir_idx, n_resizes: 0, longest_probe: 0 }))
+    ) -> Result<(Table, Writer, BucketRecord)> {
+        let table = Table::create(dir, idx, 0, n_cells, layout)?;
+        let record = BucketRecord { generation: 0, n_cells, n_entries: 0, n_resizes: 0, dir_idx };
+        Ok((table, Writer { idx, dir_idx, n_resizes: 0, longest_probe: 0 }, record))
     }
 
-    pub(crate) fn open(dir: &Path, idx: usize, record: &BucketRecord, layout: &Layout, verify: bool) -> Result<Bucket> {
-        let table = Table::open(dir, idx, record, layout, verify)?;
-        // The count is derived from the file itself, and must agree with the manifest.
-        let n_entries = table.occupied().count() as u64;
-        if n_entries != record.n_entries {
-            return Err(Error::CorruptManifest {
-                path: table.pool.path().to_path_buf(),
-                reason: format!("bucket holds {n_entries} entries, the manifest says {}", record.n_entries),
-            });
+    /// Opens bucket `idx`'s table as `record` describes it. A map that was closed cleanly
+    /// has its entries counted from the file, and the count must agree with the manifest;
+    /// a resumed one (`resume`) trusts the count its live state recorded.
+    pub(crate) fn open_table(
+        dir: &Path,
+        idx: usize,
+        record: &BucketRecord,
+        layout: &Layout,
+        verify: bool,
+        resume: bool,
+    ) -> Result<(Table, Writer)> {
+        let table = Table::open(dir, idx, record, layout, verify && !resume, resume)?;
+        if !resume {
+            let n_entries = table.occupied().count() as u64;
+            if n_entries != record.n_entries {
+                return Err(Error::CorruptManifest {
+                    path: table.pool.path().to_path_buf(),
+                    reason: format!("bucket holds {n_entries} entries, the manifest says {}", record.n_entries),
+                });
+            }
         }
         let writer = Writer { idx, dir_idx: record.dir_idx, n_resizes: record.n_resizes, longest_probe: 0 };
-        Ok(Bucket::with_table(table, n_entries, writer))
+        Ok((table, writer))
     }
 
     /// The current table.
@@ -380,12 +404,13 @@ impl Bucket {
     /// writer's lock instead.
     #[inline(always)]
     pub(crate) fn read<R>(&self, mut read: impl FnMut(&Table) -> R) -> R {
+        let seq_word = self.seq();
         for _ in 0..OPTIMISTIC_READS {
-            let seq = self.seq.load(Ordering::Acquire);
+            let seq = seq_word.load(Ordering::Acquire);
             if seq & 1 == 0 {
                 let result = read(self.table());
                 fence(Ordering::Acquire);
-                if self.seq.load(Ordering::Relaxed) == seq {
+                if seq_word.load(Ordering::Relaxed) == seq {
                     return result;
                 }
             }
@@ -399,8 +424,8 @@ impl Bucket {
     /// it; the change ends by storing it plus one. Odd already only if a change panicked
     /// half-way: it stays odd, so the next change still ends on an even number.
     fn begin_change(&self) -> u64 {
-        let odd = self.seq.load(Ordering::Relaxed) | 1;
-        self.seq.store(odd, Ordering::Relaxed);
+        let odd = self.seq().load(Ordering::Relaxed) | 1;
+        self.seq().store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
         odd
     }
@@ -424,14 +449,16 @@ impl BucketGuard<'_> {
         table.pool.mark_dirty();
         let odd = self.bucket.begin_change();
         let result = change(table);
-        self.bucket.seq.store(odd + 1, Ordering::Release);
+        self.bucket.seq().store(odd + 1, Ordering::Release);
         result
     }
 
-    /// Counts entries added (or, negative, removed); only the lock holder writes the count.
-    fn add_entries(&mut self, delta: i64) {
-        let n_entries = self.bucket.n_entries().wrapping_add_signed(delta);
-        self.bucket.n_entries.store(n_entries, Ordering::Relaxed);
+    /// Counts entries added (or, negative, removed), inside the change that adds or removes
+    /// them (so the live state's count always matches the cells of an even sequence
+    /// number); only the lock holder writes the count.
+    fn add_entries(bucket: &Bucket, delta: i64) {
+        let n_entries = bucket.n_entries().wrapping_add_signed(delta);
+        bucket.live.n_entries(bucket.idx).store(n_entries, Ordering::Relaxed);
     }
 
     pub(crate) fn record(&self) -> BucketRecord {
@@ -474,8 +501,11 @@ impl BucketGuard<'_> {
     /// Places a new entry in the first free cell of its window; `false` if there is none.
     fn try_place(&mut self, hash: u64, key: &[u8], value: &[u8], max_search: usize) -> bool {
         let Some((cell, distance)) = self.table().free_cell(hash, max_search) else { return false };
-        self.change(|table| table.write_cell(cell, meta_of(hash), key, value));
-        self.add_entries(1);
+        let bucket = self.bucket;
+        self.change(|table| {
+            table.write_cell(cell, meta_of(hash), key, value);
+            Self::add_entries(bucket, 1);
+        });
         self.writer.longest_probe = self.writer.longest_probe.max(distance);
         true
     }
@@ -541,10 +571,11 @@ impl BucketGuard<'_> {
         };
         tracing::debug!(bucket = self.writer.idx, n_cells, "bucket grew");
         assert!(self.bucket.tables[next].set(Box::new(grown)).is_ok(), "table slots are only filled here");
+        self.writer.n_resizes += 1;
         let odd = self.bucket.begin_change();
         self.bucket.current.store(next, Ordering::Release);
-        self.bucket.seq.store(odd + 1, Ordering::Release);
-        self.writer.n_resizes += 1;
+        self.bucket.live.set_table(self.writer.idx, old.generation + 1, n_cells, self.writer.n_resizes);
+        self.bucket.seq().store(odd + 1, Ordering::Release);
         // Readers may still be in the old table: it keeps its address (as zero pages) until
         // the map is dropped, but its file and memory go now.
         if let Err(error) = old.pool.retire() {
@@ -556,7 +587,9 @@ impl BucketGuard<'_> {
     /// Removes the entry in `cell`, shifting later entries of the cluster back so every
     /// window stays gap-free.
     pub(crate) fn remove_cell(&mut self, cell: u64) {
+        let bucket = self.bucket;
         self.change(|table| {
+            Self::add_entries(bucket, -1);
             let mut hole = cell;
             table.clear_cell(hole);
             let mut next = hole;
@@ -577,7 +610,6 @@ impl BucketGuard<'_> {
                 }
             }
         });
-        self.add_entries(-1);
     }
 }
 

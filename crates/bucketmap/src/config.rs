@@ -29,6 +29,12 @@ pub struct BucketMapConfig {
     /// On `open`, if the map was not closed cleanly, delete it and start empty instead of
     /// returning [`Error::NotClean`].
     pub discard_if_unclean: bool,
+    /// On `open`, if the map was not closed cleanly because its process was killed (the
+    /// machine has not restarted since, so the page cache holds every change it made) and
+    /// no bucket was half-way through a change, open it as the process left it, at once:
+    /// every change made before the kill is there. Otherwise the map is not clean as
+    /// without this. Off by default.
+    pub resume_after_kill: bool,
 }
 
 impl BucketMapConfig {
@@ -41,6 +47,7 @@ impl BucketMapConfig {
             max_search: 32,
             verify_on_open: true,
             discard_if_unclean: false,
+            resume_after_kill: false,
         }
     }
 
@@ -71,6 +78,13 @@ impl BucketMapConfig {
     /// Turns checksum verification on open on or off.
     pub fn verify_on_open(mut self, verify: bool) -> Self {
         self.verify_on_open = verify;
+        self
+    }
+
+    /// Turns resuming a map whose process was killed on or off (see
+    /// [`resume_after_kill`](Self#structfield.resume_after_kill)).
+    pub fn resume_after_kill(mut self, resume: bool) -> Self {
+        self.resume_after_kill = resume;
         self
     }
 

@@ -26,6 +26,7 @@ mod bucket;
 mod config;
 mod error;
 mod key;
+mod live;
 mod manifest;
 mod map;
 

@@ -3,16 +3,18 @@
 use parking_lot::Mutex;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytemuck::Pod;
 use talus_datapool::{Datapool as _, FileBackedOptions};
 
-use crate::bucket::{Bucket, BucketGuard, BucketStats, Layout, is_bucket_file};
+use crate::bucket::{Bucket, BucketGuard, BucketStats, Layout, Table, Writer, is_bucket_file};
 use crate::config::BucketMapConfig;
 use crate::error::{Error, Result, io_error};
 use crate::key::{Key, KeyHasher, Xxh3Hasher};
-use crate::manifest::{MANIFEST_NAME, Manifest, fsync_dir};
+use crate::live::{LIVE_NAME, LiveState};
+use crate::manifest::{BucketRecord, MANIFEST_NAME, Manifest, fsync_dir};
 
 /// Maps at least this large are opened by one thread per core (each bucket's checksum is
 /// verified and its entries counted at open).
@@ -51,6 +53,10 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
     max_search: usize,
     hasher: H,
     buckets: Vec<Bucket>,
+    /// The buckets' sequence numbers, counts and current tables, in a mapped file.
+    live: Arc<LiveState>,
+    /// The map was resumed after its process was killed (see `resume_after_kill`).
+    resumed: bool,
     /// The manifest as last written; its lock serialises manifest writes. Lock order: a
     /// bucket's lock (or all of them, in order) before this one.
     manifest: Mutex<Manifest>,
@@ -113,12 +119,17 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         }
         let layout = Self::layout();
         let n_dirs = config.dirs.len();
-        let buckets = (0..1usize << config.bucket_bits)
+        let tables = (0..1usize << config.bucket_bits)
             .map(|idx| {
                 let dir_idx = (idx % n_dirs) as u32;
-                Bucket::create(&config.dirs[dir_idx as usize], dir_idx, idx, 0, 1 << config.initial_cells_log2, &layout)
+                let dir = &config.dirs[dir_idx as usize];
+                Bucket::create_table(dir, dir_idx, idx, 1 << config.initial_cells_log2, &layout)
             })
             .collect::<Result<Vec<_>>>()?;
+        let records: Vec<BucketRecord> = tables.iter().map(|(_, _, record)| *record).collect();
+        let live = Arc::new(LiveState::start(&config.dirs[0], current_boot_id(), &records)?);
+        let buckets =
+            tables.into_iter().map(|(table, writer, _)| Bucket::with_table(table, Arc::clone(&live), writer)).collect();
         let seed = random_seed();
         let manifest = Manifest {
             clean: false,
@@ -128,7 +139,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             key_len: layout.key_len as u32,
             value_len: layout.value_len as u32,
             n_dirs: n_dirs as u32,
-            buckets: buckets.iter().map(|bucket| bucket.lock().record()).collect(),
+            buckets: records,
         };
         let map = BucketMap {
             dirs: config.dirs,
@@ -138,6 +149,8 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             max_search: config.max_search,
             hasher,
             buckets,
+            live,
+            resumed: false,
             manifest: Mutex::new(manifest),
             marked_unclean: AtomicBool::new(false),
             closed: false,
@@ -165,15 +178,34 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     pub fn open_with_hasher(config: BucketMapConfig, hasher: H) -> Result<Self> {
         config.validate()?;
         let manifest_path = config.dirs[0].join(MANIFEST_NAME);
-        let manifest = Manifest::read(&config.dirs[0])?;
+        let mut manifest = Manifest::read(&config.dirs[0])?;
+        let boot_id = current_boot_id();
+        let mut resumed_live = None;
         if !manifest.clean {
-            if !config.discard_if_unclean {
-                return Err(Error::NotClean { path: manifest_path });
+            let why_not = match config.resume_after_kill {
+                true => match LiveState::resume(&config.dirs[0], boot_id, manifest.buckets.len())? {
+                    Ok((live, records)) => {
+                        for (record, resumed) in manifest.buckets.iter_mut().zip(records) {
+                            *record = BucketRecord { dir_idx: record.dir_idx, ..resumed };
+                        }
+                        resumed_live = Some(live);
+                        None
+                    }
+                    Err(why_not) => Some(why_not),
+                },
+                false => Some("resuming is off".to_owned()),
+            };
+            if let Some(why_not) = why_not {
+                if !config.discard_if_unclean {
+                    tracing::info!(path = %manifest_path.display(), why_not, "a bucket map that was not closed cleanly cannot be resumed");
+                    return Err(Error::NotClean { path: manifest_path });
+                }
+                tracing::warn!(path = %manifest_path.display(), why_not, "discarding a bucket map that was not closed cleanly");
+                discard(&config.dirs)?;
+                return Self::create_with_hasher(config, hasher);
             }
-            tracing::warn!(path = %manifest_path.display(), "discarding a bucket map that was not closed cleanly");
-            discard(&config.dirs)?;
-            return Self::create_with_hasher(config, hasher);
         }
+        let resume = resumed_live.is_some();
         let layout = Self::layout();
         let mismatch = |reason: String| Err(Error::ConfigMismatch { path: manifest_path.clone(), reason });
         if (manifest.key_len as usize, manifest.value_len as usize) != (layout.key_len, layout.value_len) {
@@ -185,21 +217,30 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         if manifest.n_dirs as usize != config.dirs.len() {
             return mismatch(format!("the map spans {} directories, not {}", manifest.n_dirs, config.dirs.len()));
         }
+        if resume {
+            // Leftovers of a growth the killed process was in the middle of (the new table
+            // it was filling, or the old one it had not deleted yet) are not the current
+            // tables the live state names.
+            remove_stale_tables(&config.dirs, &manifest.buckets)?;
+        }
         let open_bucket = |idx: usize| {
             let record = &manifest.buckets[idx];
-            Bucket::open(&config.dirs[record.dir_idx as usize], idx, record, &layout, config.verify_on_open)
+            let dir = &config.dirs[record.dir_idx as usize];
+            Bucket::open_table(dir, idx, record, &layout, config.verify_on_open, resume)
         };
         let n_bytes: u64 = manifest.buckets.iter().map(|record| record.n_cells * layout.cell_len as u64).sum();
         let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES {
             true => std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifest.buckets.len()),
             false => 1,
         };
-        let buckets = if n_threads <= 1 {
+        // A resumed map reads nothing to open (no checksum, no count): one thread.
+        let n_threads = if resume { 1 } else { n_threads };
+        let tables = if n_threads <= 1 {
             (0..manifest.buckets.len()).map(open_bucket).collect::<Result<Vec<_>>>()?
         } else {
             // Checking a large map's checksums and counts is CPU work: one thread per core,
             // each taking every `n_threads`-th bucket.
-            let mut opened: Vec<(usize, Result<Bucket>)> = std::thread::scope(|scope| {
+            let mut opened: Vec<(usize, Result<(Table, Writer)>)> = std::thread::scope(|scope| {
                 let open_bucket = &open_bucket;
                 let n_buckets = manifest.buckets.len();
                 let workers: Vec<_> = (0..n_threads)
@@ -217,6 +258,16 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             opened.sort_by_key(|&(idx, _)| idx);
             opened.into_iter().map(|(_, bucket)| bucket).collect::<Result<Vec<_>>>()?
         };
+        let live = match resumed_live {
+            Some(live) => live,
+            None => LiveState::start(&config.dirs[0], boot_id, &manifest.buckets)?,
+        };
+        let live = Arc::new(live);
+        let buckets =
+            tables.into_iter().map(|(table, writer)| Bucket::with_table(table, Arc::clone(&live), writer)).collect();
+        if resume {
+            tracing::info!(path = %manifest_path.display(), "resumed a bucket map whose process was killed");
+        }
         Ok(BucketMap {
             dirs: config.dirs,
             layout,
@@ -226,8 +277,11 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             max_search: manifest.max_search as usize,
             hasher,
             buckets,
+            live,
+            resumed: resume,
             manifest: Mutex::new(manifest),
-            marked_unclean: AtomicBool::new(false),
+            // A resumed map's manifest still says "not clean" on disk.
+            marked_unclean: AtomicBool::new(resume),
             closed: false,
             _types: PhantomData,
         })
@@ -251,6 +305,12 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         self.bucket_idx(self.hash(key))
     }
 
+    /// Whether this open resumed a map whose process was killed, as it left it (see
+    /// [`BucketMapConfig::resume_after_kill`]).
+    pub fn was_resumed(&self) -> bool {
+        self.resumed
+    }
+
     /// The number of buckets.
     pub fn n_buckets(&self) -> usize {
         self.buckets.len()
@@ -266,8 +326,11 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         if !self.marked_unclean.load(Ordering::Acquire) {
             let mut manifest = self.manifest.lock();
             if !self.marked_unclean.load(Ordering::Acquire) {
-                // Only the flag matters in an unclean manifest (open refuses or discards it),
-                // so the last records are written again as they are.
+                // The live state changes with every change from here on.
+                self.live.mark_dirty();
+                // Only the flag matters in an unclean manifest (open refuses, resumes from
+                // the live state, or discards it), so the last records are written again as
+                // they are.
                 manifest.clean = false;
                 manifest.write(&self.dirs[0])?;
                 self.marked_unclean.store(true, Ordering::Release);
@@ -514,6 +577,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         for bucket in &mut locked {
             bucket.flush()?;
         }
+        self.live.flush()?;
         for dir in &self.dirs {
             fsync_dir(dir)?;
         }
@@ -622,6 +686,34 @@ impl<K: Key, V: Pod, H: KeyHasher> Drop for BucketMap<K, V, H> {
     }
 }
 
+/// The boot id, or `None` where the system does not tell it (a map then never resumes).
+fn current_boot_id() -> Option<u128> {
+    talus_datapool::boot_id().inspect_err(|error| tracing::debug!(%error, "no boot id")).ok()
+}
+
+/// Deletes every bucket file in `dirs` that is not the table `buckets` names for its bucket.
+fn remove_stale_tables(dirs: &[PathBuf], buckets: &[BucketRecord]) -> Result<()> {
+    let current: std::collections::HashSet<String> =
+        buckets.iter().enumerate().map(|(idx, record)| crate::bucket::file_name(idx, record.generation)).collect();
+    for dir in dirs {
+        let mut removed = false;
+        let entries = std::fs::read_dir(dir).map_err(io_error("list", dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_error("list", dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_bucket_file(&name) && !current.contains(&name) {
+                tracing::debug!(file = name, "removing a table a killed process left behind");
+                std::fs::remove_file(entry.path()).map_err(io_error("remove", &entry.path()))?;
+                removed = true;
+            }
+        }
+        if removed {
+            fsync_dir(dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// Deletes a map's manifest and bucket files from its directories.
 fn discard(dirs: &[PathBuf]) -> Result<()> {
     for dir in dirs {
@@ -630,7 +722,11 @@ fn discard(dirs: &[PathBuf]) -> Result<()> {
             let entry = entry.map_err(io_error("list", dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if is_bucket_file(&name) || name == MANIFEST_NAME || name == format!("{MANIFEST_NAME}.tmp") {
+            if is_bucket_file(&name)
+                || name == MANIFEST_NAME
+                || name == format!("{MANIFEST_NAME}.tmp")
+                || name.starts_with(LIVE_NAME)
+            {
                 std::fs::remove_file(entry.path()).map_err(io_error("remove", &entry.path()))?;
             }
         }

@@ -1,0 +1,183 @@
+//! The live state file (`LIVE.pool`): what describes the map while it is open, kept in a
+//! memory-mapped pool so that it outlives a killed process.
+//!
+//! Every store into a mapped file is in the page cache the moment it is made, so after a
+//! process is killed its bucket files hold every change it made. What a reopen needs to
+//! trust them is here: each bucket's sequence number (the readers' seqlock, odd while a
+//! writer is half-way through a change), its current table (generation and size), its
+//! entry count and resizes, and the boot id of the machine when the map was opened. Each
+//! bucket's fields change only inside its odd/even bracket, so a bucket whose number is even
+//! is described exactly. See [`BucketMap::open`](crate::BucketMap::open) and
+//! `BucketMapConfig::resume_after_kill`.
+//!
+//! Layout (docs/format.md, "Bucket map live state"): a datapool `MmapFile` whose data is
+//! 64-bit little-endian words: a 64-byte header (boot id as two words, the bucket count,
+//! five zero words), then one 64-byte slot per bucket (sequence number, generation, cells,
+//! entries, resizes, three zero words), one cache line each so that buckets' writers and
+//! readers never share one.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use talus_datapool::{MmapFileOptions, SharedMmapFile};
+
+use crate::config::MAX_BUCKET_CELLS;
+use crate::error::{Error, Result, io_error};
+use crate::manifest::BucketRecord;
+
+pub(crate) const LIVE_NAME: &str = "LIVE.pool";
+/// The pool's user version: this layout's version.
+const LIVE_USER_VERSION: u64 = 1;
+const HEADER_WORDS: usize = 8;
+const SLOT_WORDS: usize = 8;
+
+const BOOT_ID_LOW: usize = 0;
+const BOOT_ID_HIGH: usize = 1;
+const N_BUCKETS: usize = 2;
+
+const SEQ: usize = 0;
+const GENERATION: usize = 1;
+const N_CELLS: usize = 2;
+const N_ENTRIES: usize = 3;
+const N_RESIZES: usize = 4;
+
+const _: () = assert!(HEADER_WORDS * 8 == 64 && SLOT_WORDS * 8 == 64 && N_RESIZES < SLOT_WORDS);
+
+fn data_len(n_buckets: usize) -> usize {
+    (HEADER_WORDS + n_buckets * SLOT_WORDS) * 8
+}
+
+fn options() -> MmapFileOptions {
+    // The file is rewritten at every open and read back only to resume, where its contents
+    // are checked field by field: its checksum (which describes its last flush) is not used.
+    MmapFileOptions::new().verify_checksum(false).resume_dirty(true)
+}
+
+/// Why a map cannot be resumed (for the log; the caller then treats it as not clean).
+pub(crate) type NotResumable = String;
+
+/// The open map's live state.
+pub(crate) struct LiveState {
+    pool: SharedMmapFile,
+}
+
+impl LiveState {
+    /// Opens the live state of `dir` for a map opened now with these buckets, creating it
+    /// if missing (or replacing it if it has another shape), and records `boot_id` and the
+    /// buckets (sequence numbers even).
+    pub(crate) fn start(dir: &Path, boot_id: Option<u128>, buckets: &[BucketRecord]) -> Result<LiveState> {
+        // Unknown (no /proc): zero, which no resume accepts.
+        let boot_id = boot_id.unwrap_or(0);
+        let path = dir.join(LIVE_NAME);
+        let data_len = data_len(buckets.len());
+        let pool = match options().open(&path, data_len, LIVE_USER_VERSION) {
+            Ok(pool) => pool,
+            Err(error) => {
+                if path.exists() {
+                    tracing::debug!(%error, path = %path.display(), "replacing a live state file that does not fit");
+                    std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
+                }
+                options().create(&path, data_len, LIVE_USER_VERSION)?
+            }
+        };
+        let live = LiveState { pool: SharedMmapFile::new(pool)? };
+        live.pool.mark_dirty();
+        let words = live.pool.words();
+        words[BOOT_ID_LOW].store(boot_id as u64, Ordering::Relaxed);
+        words[BOOT_ID_HIGH].store((boot_id >> 64) as u64, Ordering::Relaxed);
+        words[N_BUCKETS].store(buckets.len() as u64, Ordering::Relaxed);
+        for (idx, record) in buckets.iter().enumerate() {
+            live.word(idx, SEQ).store(0, Ordering::Relaxed);
+            live.word(idx, N_ENTRIES).store(record.n_entries, Ordering::Relaxed);
+            live.set_table(idx, record.generation, record.n_cells, record.n_resizes);
+        }
+        Ok(live)
+    }
+
+    /// Opens the live state a killed process left in `dir` and reads every bucket's record
+    /// from it, if it can be trusted: written in this boot (`boot_id`), for `n_buckets`
+    /// buckets, no bucket half-way through a change, every field in range. `Ok(Err(why))`
+    /// when it cannot.
+    pub(crate) fn resume(
+        dir: &Path,
+        boot_id: Option<u128>,
+        n_buckets: usize,
+    ) -> Result<std::result::Result<(LiveState, Vec<BucketRecord>), NotResumable>> {
+        let Some(boot_id) = boot_id.filter(|&id| id != 0) else {
+            return Ok(Err("the boot id is unknown".to_owned()));
+        };
+        let path = dir.join(LIVE_NAME);
+        if !path.exists() {
+            return Ok(Err("it has no live state file".to_owned()));
+        }
+        let pool = match options().open(&path, data_len(n_buckets), LIVE_USER_VERSION) {
+            Ok(pool) => pool,
+            Err(error) => return Ok(Err(format!("its live state file does not open: {error}"))),
+        };
+        let live = LiveState { pool: SharedMmapFile::new(pool)? };
+        let words = live.pool.words();
+        let found_boot_id = u128::from(words[BOOT_ID_LOW].load(Ordering::Relaxed))
+            | (u128::from(words[BOOT_ID_HIGH].load(Ordering::Relaxed)) << 64);
+        if found_boot_id != boot_id {
+            return Ok(Err("the machine restarted since it was written (the page cache is gone)".to_owned()));
+        }
+        if words[N_BUCKETS].load(Ordering::Relaxed) != n_buckets as u64 {
+            return Ok(Err("its live state is for another bucket count".to_owned()));
+        }
+        let mut records = Vec::with_capacity(n_buckets);
+        for idx in 0..n_buckets {
+            if live.word(idx, SEQ).load(Ordering::Relaxed) & 1 == 1 {
+                return Ok(Err(format!("bucket {idx} was half-way through a change")));
+            }
+            let record = BucketRecord {
+                generation: live.word(idx, GENERATION).load(Ordering::Relaxed),
+                n_cells: live.word(idx, N_CELLS).load(Ordering::Relaxed),
+                n_entries: live.word(idx, N_ENTRIES).load(Ordering::Relaxed),
+                n_resizes: u32::try_from(live.word(idx, N_RESIZES).load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+                dir_idx: 0, // the manifest's; the caller fills it in
+            };
+            let sane = record.n_cells.is_power_of_two()
+                && record.n_cells <= MAX_BUCKET_CELLS
+                && record.n_entries <= record.n_cells
+                && record.n_resizes < u32::MAX;
+            if !sane {
+                return Ok(Err(format!("the live state of bucket {idx} is out of range")));
+            }
+            records.push(record);
+        }
+        Ok(Ok((live, records)))
+    }
+
+    fn word(&self, idx: usize, field: usize) -> &AtomicU64 {
+        &self.pool.words()[HEADER_WORDS + idx * SLOT_WORDS + field]
+    }
+
+    /// Bucket `idx`'s sequence number (see `Bucket::read`).
+    #[inline]
+    pub(crate) fn seq(&self, idx: usize) -> &AtomicU64 {
+        self.word(idx, SEQ)
+    }
+
+    /// Bucket `idx`'s entry count (written only by its writer, inside a change).
+    #[inline]
+    pub(crate) fn n_entries(&self, idx: usize) -> &AtomicU64 {
+        self.word(idx, N_ENTRIES)
+    }
+
+    /// Records bucket `idx`'s current table (by its writer, inside the switch's bracket).
+    pub(crate) fn set_table(&self, idx: usize, generation: u64, n_cells: u64, n_resizes: u32) {
+        self.word(idx, GENERATION).store(generation, Ordering::Relaxed);
+        self.word(idx, N_CELLS).store(n_cells, Ordering::Relaxed);
+        self.word(idx, N_RESIZES).store(u64::from(n_resizes), Ordering::Relaxed);
+    }
+
+    /// Marks the file dirty again after a flush, before the next store.
+    pub(crate) fn mark_dirty(&self) {
+        self.pool.mark_dirty();
+    }
+
+    /// Syncs the file and leaves it clean (a map that is flushed needs no resume).
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.pool.flush().map_err(Error::from)
+    }
+}
