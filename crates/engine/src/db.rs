@@ -17,6 +17,7 @@ use talus_ringbuf::{Allocation, EvictAction, Ring, RingBuffer, RingConfig};
 use crate::batch::{BatchOp, WriteBatch};
 use crate::checkpoint::list_checkpoints;
 use crate::error::{Error, Result, corruption, io_error};
+use crate::live::LiveState;
 use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
 use crate::options::{CompactionOptions, Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
@@ -100,6 +101,8 @@ struct Inner {
     ring: RingBuffer<Memory>,
     index: BucketMap<u64, u64>,
     segments: Segments,
+    /// The state a reopen after a kill takes up (on storage in a local directory).
+    live: Option<Arc<LiveState>>,
     /// Held while appending to the ring; holds the next sequence number.
     append: Mutex<u64>,
     /// Everything below it is published in the ring (all allocation happens under `append`).
@@ -223,6 +226,22 @@ struct Loc {
     size: u64,
 }
 
+/// A key stripe held for writing; while it is, the live state says a write is under way.
+struct StripeWriteGuard<'a> {
+    live: Option<&'a LiveState>,
+    idx: usize,
+    _guard: parking_lot::RwLockWriteGuard<'a, ()>,
+}
+
+impl Drop for StripeWriteGuard<'_> {
+    fn drop(&mut self) {
+        // Before the lock is released (fields drop after this): only the holder writes it.
+        if let Some(live) = self.live {
+            live.stripe_busy(self.idx, false);
+        }
+    }
+}
+
 /// Where a record was found.
 enum Located<'g> {
     Memory(&'g [u8]),
@@ -317,6 +336,45 @@ impl Db {
         let hash_mask = if manifest.hash_bits >= 64 { u64::MAX } else { (1u64 << manifest.hash_bits) - 1 };
         let hasher = KeyHash { seed: manifest.hash_seed, mask: hash_mask };
         let mut recovery = RecoveryStats::default();
+        // The live state is marked not valid as it is opened: a kill from here until this
+        // open has finished leaves nothing to take up.
+        let boot_id = talus_datapool::boot_id().inspect_err(|error| tracing::debug!(%error, "no boot id")).ok();
+        let (live, live_snapshot) = match storage.local_dir() {
+            Some(dir) => {
+                let (live, snapshot) = LiveState::open(dir, N_STRIPES, manifest.segment_size)?;
+                (Some(Arc::new(live)), snapshot)
+            }
+            None => (None, None),
+        };
+        let wants_resume = !manifest.clean && !manifest.cut_at_log_end && !options.repair && options.resume_after_kill;
+        let resumed = match (wants_resume, live_snapshot) {
+            (true, Some(snapshot)) => {
+                match snapshot.resumable(boot_id, manifest.db_id, manifest.segment_size, N_STRIPES) {
+                    Ok(resumable) => {
+                        let index = check_resumed_log_end(&segments, resumable.log_end).and_then(|()| {
+                            let config = index_config.clone().resume_after_kill(true);
+                            retry_while_locked(|| BucketMap::open(config.clone()), is_locked).map_err(Error::from)
+                        });
+                        match index {
+                            Ok(index) => Some((index, resumable)),
+                            Err(error) => {
+                                tracing::info!(%error, "the killed process's index cannot be taken up; rebuilding it");
+                                None
+                            }
+                        }
+                    }
+                    Err(why_not) => {
+                        tracing::info!(why_not, "the killed process's state cannot be taken up; rebuilding the index");
+                        None
+                    }
+                }
+            }
+            (true, None) if live.is_some() => {
+                tracing::info!("no valid live state to take up; rebuilding the index");
+                None
+            }
+            _ => None,
+        };
         // `repair` trusts nothing but the log: the index is rebuilt even after a clean close.
         let clean_index = match manifest.clean && !options.repair {
             true => match retry_while_locked(|| BucketMap::open(index_config.clone()), is_locked) {
@@ -335,14 +393,22 @@ impl Db {
         let discarded = Mutex::new(leftover_discarded_dirs(&index_dir));
         // Checkpoints this open used up (its index became the index) or found unusable.
         let mut used_up: Vec<PathBuf> = Vec::new();
-        let (index, usage, log_end, next_seq) = match clean_index {
-            Some(index) => {
+        let (index, usage, log_end, next_seq) = match (clean_index, resumed) {
+            (Some(index), _) => {
                 check_clean_log_end(&segments, manifest.log_end)?;
                 recovery.clean = true;
                 let usage = UsageTable::new(manifest.segment_size, &manifest.usage);
                 (index, usage, manifest.log_end, manifest.next_seq)
             }
-            None => {
+            (None, Some((index, resumable))) => {
+                recovery.resumed = true;
+                let usage = UsageTable::new(manifest.segment_size, &resumable.usage);
+                let in_log: std::collections::BTreeSet<u64> = segments.first_addresses().into_iter().collect();
+                usage.retain(|first| in_log.contains(&first));
+                tracing::info!(log_end = resumable.log_end, "took up the database as the killed process left it");
+                (index, usage, resumable.log_end, resumable.next_seq.max(manifest.next_seq))
+            }
+            (None, None) => {
                 let _span = tracing::info_span!("rebuild the index").entered();
                 discard_index_dir(&index_dir, &discarded)?;
                 if manifest.cut_at_log_end {
@@ -432,7 +498,15 @@ impl Db {
         storage
             .write_atomic(MANIFEST_PATH, &manifest.encode())
             .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
+        if let Some(live) = &live {
+            live.start(boot_id, manifest.db_id, log_end, next_seq, &usage.snapshot());
+            usage.attach(Arc::clone(live));
+        }
 
+        let mut log_writer = LogWriter::new(log_end, options.effective_log_preallocation());
+        if recovery.resumed {
+            log_writer.adopt_preallocation(&segments, log_end)?;
+        }
         let memory = MemoryOptions::new().prefault(false).create(layout.ring_capacity as usize)?;
         let flush_step = match (options.background_log_writer, options.sync_mode) {
             (true, SyncMode::Never | SyncMode::Periodic(_)) => (layout.ring_capacity / LOG_WRITER_STEPS).max(1),
@@ -456,9 +530,10 @@ impl Db {
             ring,
             index,
             segments,
+            live,
             append: Mutex::new(next_seq),
             published_until: AtomicU64::new(log_end),
-            writer: Mutex::new(LogWriter::new(log_end, options.effective_log_preallocation())),
+            writer: Mutex::new(log_writer),
             synced_until: AtomicU64::new(log_end),
             commit: Mutex::new(false),
             commit_done: Condvar::new(),
@@ -528,7 +603,7 @@ impl Db {
         let _in_flight = self.inner.writer_in_flight();
         let hash = self.inner.hash(key);
         let end = {
-            let _stripe = self.inner.stripe(hash).write();
+            let _stripe = self.inner.write_stripe(stripe_of(hash));
             let (existing, n_sharing) = self.inner.find_counting(hash, key)?;
             if existing.is_none() {
                 self.inner.check_room_for_new_keys(n_sharing, 1)?;
@@ -536,7 +611,7 @@ impl Db {
             let mut next_seq = self.inner.append.lock();
             let (address, end) = self.inner.append_record(&mut next_seq, RecordKind::Put, 0, key, value)?;
             self.inner.superseded(existing);
-            self.inner.publish(end);
+            self.inner.publish(end, *next_seq);
             drop(next_seq);
             self.inner.index_put(hash, existing.map(|loc| loc.address), address)?;
             end
@@ -558,14 +633,14 @@ impl Db {
         let _in_flight = self.inner.writer_in_flight();
         let hash = self.inner.hash(key);
         let end = {
-            let _stripe = self.inner.stripe(hash).write();
+            let _stripe = self.inner.write_stripe(stripe_of(hash));
             let Some(existing) = self.inner.find(hash, key)? else {
                 return Ok(());
             };
             let mut next_seq = self.inner.append.lock();
             let (_, end) = self.inner.append_record(&mut next_seq, RecordKind::Delete, 0, key, &[])?;
             self.inner.superseded(Some(existing));
-            self.inner.publish(end);
+            self.inner.publish(end, *next_seq);
             drop(next_seq);
             self.inner.index.remove_if(&hash, |&address| address == existing.address)?;
             end
@@ -599,7 +674,7 @@ impl Db {
         stripe_ids.dedup();
         // Lock every stripe first (in order, so batches cannot deadlock), update the index
         // only after all records are appended, unlock last: a reader sees all or nothing.
-        let _stripes: Vec<_> = stripe_ids.iter().map(|&idx| inner.stripes[idx].0.write()).collect();
+        let _stripes: Vec<_> = stripe_ids.iter().map(|&idx| inner.write_stripe(idx)).collect();
 
         // Keys new to the index, counted per hash, must stay within the collision limit.
         let mut existing: Vec<Option<Loc>> = Vec::with_capacity(ops.len());
@@ -677,7 +752,7 @@ impl Db {
                 if repeats {
                     current.insert(op.key(), now);
                 }
-                inner.publish(record_end);
+                inner.publish(record_end, *next_seq);
                 addresses.push(address);
                 end = record_end;
             }
@@ -797,12 +872,25 @@ impl Db {
         self.inner.close()
     }
 
-    /// For crash tests: stops as if the process died here: the log is not synced or
-    /// written further and the MANIFEST stays unclean, so the next open rebuilds the index
-    /// from the log (the index's own files may still be flushed as they are dropped; the
-    /// rebuild ignores them). The lock is released.
+    /// For crash tests: stops as if the machine crashed here, the log's files keeping what
+    /// was written to them: the log is not synced or written further and the MANIFEST stays
+    /// unclean, so the next open rebuilds the index from the log (the index's own files may
+    /// still be flushed as they are dropped; the rebuild ignores them). The lock is released.
     #[doc(hidden)]
     pub fn simulate_crash(mut self) {
+        self.stop_threads();
+        if let Some(live) = &self.inner.live {
+            live.invalidate();
+        }
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// For crash tests: stops as if the process were killed here (its memory lost, the page
+    /// cache kept): the log is not written further and the MANIFEST stays unclean. The next
+    /// open takes the database up as it is if it can
+    /// ([`Options::resume_after_kill`]), else rebuilds the index. The lock is released.
+    #[doc(hidden)]
+    pub fn simulate_kill(mut self) {
         self.stop_threads();
         self.inner.closed.store(true, Ordering::SeqCst);
     }
@@ -990,6 +1078,20 @@ fn check_clean_log_end(segments: &Segments, log_end: u64) -> Result<()> {
     Ok(())
 }
 
+/// A log end taken from a killed process's live state must lie in the last segment file
+/// (which may hold preallocated zeros after it, or end early in a filler's hole).
+fn check_resumed_log_end(segments: &Segments, log_end: u64) -> Result<()> {
+    let last = segments.first_addresses().last().copied();
+    let fits = match last {
+        None => log_end == 0,
+        Some(last) => log_end >= last && log_end - last <= segments.segment_size,
+    };
+    match fits {
+        true => Ok(()),
+        false => Err(corruption(crate::live::LIVE_PATH, 0, format!("the log does not end at {log_end}"))),
+    }
+}
+
 /// Retries `attempt` for a short while as long as it fails with a lock held elsewhere.
 /// `flock` locks belong to open file descriptions, which a process forked by another thread
 /// of this one shares until it execs: a lock released by `close` can stay held for a moment.
@@ -1094,6 +1196,15 @@ impl Inner {
         &self.stripes[stripe_of(hash)].0
     }
 
+    /// Takes key stripe `idx` for writing, marked busy in the live state while it is held.
+    fn write_stripe(&self, idx: usize) -> StripeWriteGuard<'_> {
+        let guard = self.stripes[idx].0.write();
+        if let Some(live) = &self.live {
+            live.stripe_busy(idx, true);
+        }
+        StripeWriteGuard { live: self.live.as_deref(), idx, _guard: guard }
+    }
+
     fn check_sizes(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         if key.len() > MAX_KEY_LEN {
             return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
@@ -1118,6 +1229,9 @@ impl Inner {
     fn poison(&self, why: &str) {
         if self.poisoned.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(live) = &self.live {
+            live.invalidate();
         }
         tracing::error!(why, "the database is poisoned: writes are refused until it is reopened");
         let mut manifest = self.manifest.lock();
@@ -1240,9 +1354,12 @@ impl Inner {
         }
     }
 
-    /// Publishes the log up to `end` (under `append`); wakes the background log writer
-    /// every `flush_step` bytes.
-    fn publish(&self, end: u64) {
+    /// Publishes the log up to `end` (under `append`, whose `next_seq` is passed in); wakes
+    /// the background log writer every `flush_step` bytes.
+    fn publish(&self, end: u64, next_seq: u64) {
+        if let Some(live) = &self.live {
+            live.published(end, next_seq);
+        }
         self.published_until.store(end, Ordering::Release);
         if self.flush_step > 0 && end >= self.flush_requested_until.load(Ordering::Relaxed) + self.flush_step {
             self.flush_requested_until.store(end, Ordering::Relaxed);
@@ -1257,6 +1374,9 @@ impl Inner {
         let until = self.published_until.load(Ordering::Acquire);
         let result = writer.write_until(&self.ring, &self.segments, until);
         self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
+        if let (Ok(()), Some(live)) = (&result, &self.live) {
+            live.written(writer.written_until);
+        }
         if let Err(error) = result {
             self.poison("writing the log failed");
             return Err(error);
@@ -1379,7 +1499,11 @@ impl Inner {
     fn write_and_sync(&self) -> Result<()> {
         let mut writer = self.writer.lock();
         let until = self.published_until.load(Ordering::Acquire);
-        let result = writer.write_until(&self.ring, &self.segments, until).and_then(|()| writer.sync());
+        let written = writer.write_until(&self.ring, &self.segments, until);
+        if let (Ok(()), Some(live)) = (&written, &self.live) {
+            live.written(writer.written_until);
+        }
+        let result = written.and_then(|()| writer.sync());
         self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
         match result {
             Ok(()) => {
@@ -1398,6 +1522,10 @@ impl Inner {
             return Ok(());
         }
         let _span = tracing::info_span!("close", path = %self.path.display()).entered();
+        // From here the MANIFEST decides: clean once the close is done, else a rebuild.
+        if let Some(live) = &self.live {
+            live.invalidate();
+        }
         if self.poisoned.load(Ordering::Acquire) {
             tracing::warn!("closing a poisoned database: the next open rebuilds the index from the durable log");
             return Err(Error::Poisoned);

@@ -34,6 +34,7 @@ mod batch;
 mod checkpoint;
 mod db;
 mod error;
+mod live;
 mod manifest;
 mod options;
 mod record;

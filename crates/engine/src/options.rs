@@ -58,6 +58,7 @@ pub struct Options {
     pub(crate) sync_mode: SyncMode,
     pub(crate) repair: bool,
     pub(crate) verify_index_on_open: bool,
+    pub(crate) resume_after_kill: bool,
     pub(crate) index_dir: Option<PathBuf>,
     pub(crate) hash_bits: u32,
     pub(crate) compaction: CompactionOptions,
@@ -104,6 +105,7 @@ impl Default for Options {
             sync_mode: SyncMode::Always,
             repair: false,
             verify_index_on_open: true,
+            resume_after_kill: true,
             index_dir: None,
             hash_bits: 64,
             compaction: CompactionOptions {
@@ -254,6 +256,20 @@ impl Options {
     /// Whether a clean open verifies the index files' checksums (reads all of them).
     pub fn verify_index_on_open(mut self, verify: bool) -> Self {
         self.verify_index_on_open = verify;
+        self
+    }
+
+    /// Whether an open after the process was killed takes the database up as the process
+    /// left it, without rebuilding the index (default `true`). A killed process's writes to
+    /// the log and index files are in the page cache, so when the machine has not restarted
+    /// since, no write was half-way through, and every record the index points at had been
+    /// written to the log files (always so in [`SyncMode::Always`] once writers are idle,
+    /// and after [`Db::sync`](crate::Db::sync)), the open reads no log at all:
+    /// [`RecoveryStats::resumed`](crate::RecoveryStats::resumed) says so. Otherwise, and
+    /// with `false`, it rebuilds the index from a checkpoint and the log as after any
+    /// crash. Only on storage with a [`local_dir`](crate::storage::Storage::local_dir).
+    pub fn resume_after_kill(mut self, resume: bool) -> Self {
+        self.resume_after_kill = resume;
         self
     }
 

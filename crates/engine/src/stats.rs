@@ -88,6 +88,10 @@ pub struct SegmentStats {
 pub struct RecoveryStats {
     /// The database had been closed cleanly: the index was used as is, nothing replayed.
     pub clean: bool,
+    /// The database's process had been killed, and the open took it up as the process left
+    /// it (see [`Options::resume_after_kill`](crate::Options::resume_after_kill)): the index
+    /// was used as is, nothing replayed.
+    pub resumed: bool,
     /// Records of the log scanned to rebuild the index (after a checkpoint: from its
     /// `replay_from` on, those its index copy already held included; they are skipped).
     pub n_records_replayed: u64,

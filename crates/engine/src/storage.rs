@@ -80,6 +80,15 @@ pub trait Storage: Send + Sync + Debug {
     /// [`io::ErrorKind::WouldBlock`] when another handle, in this process or another, holds
     /// it; other I/O errors.
     fn lock(&self, path: &str) -> io::Result<Box<dyn StorageLock>>;
+
+    /// The directory of the real file system these files are in, if they are: there the
+    /// page cache keeps every write a killed process made, and the engine keeps its live
+    /// state beside them so that a reopen after a kill can take the database up as it was.
+    /// `None` (the default) for storage that is not a local directory, or that simulates
+    /// losing unsynced writes: a reopen then always rebuilds the index after a crash.
+    fn local_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// One open file.

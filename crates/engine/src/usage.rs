@@ -3,14 +3,17 @@
 //! The rest is garbage that compaction can give back. Kept in memory, updated under the
 //! append lock as records are appended and superseded (so a snapshot taken under that lock
 //! is exact for its log position), saved in the MANIFEST at a clean close and in every
-//! checkpoint, and rebuilt by the log replay after a crash.
+//! checkpoint, mirrored as it changes into the live state (so a reopen after a kill takes
+//! it up as it was), and rebuilt by the log replay after a crash.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 use talus_ringbuf::ENTRY_HEADER_LEN;
 
+use crate::live::LiveState;
 use crate::manifest::SegmentUsage;
 
 /// Bytes a record of this payload length takes in the log (entry header and padding).
@@ -30,6 +33,8 @@ struct Counts {
 pub(crate) struct UsageTable {
     segment_size: u64,
     segments: RwLock<BTreeMap<u64, Counts>>,
+    /// Where every change is mirrored, once the open attached it.
+    mirror: OnceLock<Arc<LiveState>>,
 }
 
 impl UsageTable {
@@ -45,16 +50,41 @@ impl UsageTable {
                 (usage.first_address, counts)
             })
             .collect();
-        UsageTable { segment_size, segments: RwLock::new(segments) }
+        UsageTable { segment_size, segments: RwLock::new(segments), mirror: OnceLock::new() }
+    }
+
+    /// Mirrors every change from now on into `live` (which holds the table as it is now).
+    pub(crate) fn attach(&self, live: Arc<LiveState>) {
+        assert!(self.mirror.set(live).is_ok(), "a usage table is attached once");
     }
 
     fn with_counts(&self, address: u64, create: bool, f: impl Fn(&Counts)) {
         let first = address - address % self.segment_size;
+        let mirror = |counts: &Counts| {
+            if let Some(live) = self.mirror.get() {
+                let load = |count: &AtomicU64| count.load(Ordering::Relaxed);
+                live.set_counts(
+                    first,
+                    load(&counts.written_bytes),
+                    load(&counts.live_bytes),
+                    load(&counts.tombstone_bytes),
+                );
+            }
+        };
         if let Some(counts) = self.segments.read().get(&first) {
-            return f(counts);
+            f(counts);
+            return mirror(counts);
         }
         if create {
-            f(self.segments.write().entry(first).or_default());
+            let mut segments = self.segments.write();
+            let counts = segments.entry(first).or_insert_with(|| {
+                if let Some(live) = self.mirror.get() {
+                    live.claim_slot(first);
+                }
+                Counts::default()
+            });
+            f(counts);
+            mirror(counts);
         }
     }
 
@@ -96,11 +126,21 @@ impl UsageTable {
     /// The segment starting at `first` is gone.
     pub(crate) fn remove(&self, first: u64) {
         self.segments.write().remove(&first);
+        if let Some(live) = self.mirror.get() {
+            live.release_slot(first);
+        }
     }
 
     /// Keeps only the segments `keep` says yes to.
     pub(crate) fn retain(&self, mut keep: impl FnMut(u64) -> bool) {
-        self.segments.write().retain(|&first, _| keep(first));
+        let mirror = self.mirror.get();
+        self.segments.write().retain(|&first, _| {
+            let kept = keep(first);
+            if let (false, Some(live)) = (kept, mirror) {
+                live.release_slot(first);
+            }
+            kept
+        });
     }
 
     /// Every segment's numbers, ascending by address.

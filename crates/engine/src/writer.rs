@@ -56,6 +56,21 @@ impl LogWriter {
         }
     }
 
+    /// Takes up the zeros a killed process preallocated after `log_end` in its segment
+    /// (when a reopen took the database up as it was): later writes overwrite them, and a
+    /// clean close cuts what is left, as if this writer had written them.
+    pub(crate) fn adopt_preallocation(&mut self, segments: &Segments, log_end: u64) -> Result<()> {
+        let first_address = segments.first_address_of(log_end);
+        let Some(file) = segments.file(first_address) else { return Ok(()) };
+        let path = segment_path(first_address);
+        let file_len = file.len().map_err(io_error("read a segment's length", &path))?;
+        let data_end = SEGMENT_HEADER_LEN + (log_end - first_address);
+        if file_len > data_end {
+            self.current = Some(Preallocated { first_address, file, data_end, zeroed_until: file_len });
+        }
+        Ok(())
+    }
+
     /// Writes `[written_until, until)` from the ring to the segment files. `until` must be an
     /// entry boundary with everything below it published.
     pub(crate) fn write_until(&mut self, ring: &Ring, segments: &Segments, until: u64) -> Result<()> {

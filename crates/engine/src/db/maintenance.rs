@@ -462,7 +462,7 @@ impl Inner {
         if record.kind == RecordKind::Put && !is_indexed() {
             return Ok(());
         }
-        let _stripe = self.stripe(hash).write();
+        let _stripe = self.write_stripe(super::stripe_of(hash));
         match record.kind {
             RecordKind::Put => {
                 if !is_indexed() {
@@ -472,7 +472,7 @@ impl Inner {
                 let (new_address, end) =
                     self.append_record_with_seq(record.seq, RecordKind::Put, 0, record.key, record.value)?;
                 self.superseded(Some(Loc { address, size }));
-                self.publish(end);
+                self.publish(end, *next_seq);
                 drop(next_seq);
                 let replaced = self.index.replace_if(&hash, |&entry| entry == address, new_address)?;
                 assert!(replaced, "the entry checked under the stripe lock is still there");
@@ -489,7 +489,7 @@ impl Inner {
                 }
                 let next_seq = self.append.lock();
                 let (_, end) = self.append_record_with_seq(record.seq, RecordKind::Delete, 0, record.key, &[])?;
-                self.publish(end);
+                self.publish(end, *next_seq);
                 drop(next_seq);
                 report.n_tombstones_copied += 1;
                 report.n_bytes_copied += size;

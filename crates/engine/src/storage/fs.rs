@@ -57,6 +57,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Storage for FsStorage {
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn create_dir(&self, dir: &str) -> io::Result<()> {
         let path = self.path(dir);
         if path.is_dir() {

@@ -657,6 +657,18 @@ fn accounting_matches_a_recount() {
     let after = check_recount(&db, &model, "after a crash reopen from a checkpoint");
     assert_eq!(after.recovery.checkpoint_covers_until, Some(checkpoint.covers_until));
     assert_eq!(after.segments, before.segments, "a checkpoint and a replay bring every segment's numbers back");
+
+    // A killed process's accounting is taken up as it was, with its index and log.
+    accounting_ops(&db, &mut model, &mut rng, ACCOUNTING_N_OPS / 4, &mut tag);
+    db.compact().expect("compact");
+    db.sync().expect("sync");
+    let before = check_recount(&db, &model, "before a kill");
+    db.simulate_kill();
+    let mut db = open(dir.path());
+    let after = check_recount(&db, &model, "after a kill");
+    assert!(after.recovery.resumed && after.recovery.n_records_replayed == 0, "{:?}", after.recovery);
+    assert_eq!(after.segments, before.segments, "taking up a killed process brings every segment's numbers back");
+    assert!(db.verify().expect("verify").is_ok(), "the index and the log agree");
     db.close().expect("close");
 }
 

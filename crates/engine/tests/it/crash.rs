@@ -585,6 +585,7 @@ fn crash_loop(test_name: &str, mode: Mode, n_kills: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut state = State::new();
     let (mut n_acked_total, mut n_lost_total, mut n_in_flight_applied) = (0u64, 0u64, 0u64);
+    let mut n_resumed = 0;
     for round in 0..n_kills as u32 {
         let context = format!("{test_name}, seed {seed}, round {round}");
         let when = kill_at(&mut rng);
@@ -595,7 +596,7 @@ fn crash_loop(test_name: &str, mode: Mode, n_kills: usize) {
         let n_attempted = (n_acks + 1).min(MAX_OPS_PER_ROUND);
         let ops = Plan::ops(seed, round, n_attempted);
 
-        let db = options(mode)
+        let mut db = options(mode)
             .open(dir.path())
             .unwrap_or_else(|error| panic!("{context}: open after SIGKILL failed: {error}"));
         let more_keys = ops.iter().flat_map(|op| op.changes.iter().map(|change| change.key().to_vec()));
@@ -609,6 +610,13 @@ fn crash_loop(test_name: &str, mode: Mode, n_kills: usize) {
         n_lost_total += u64::from(n_acks).saturating_sub(p as u64);
         n_in_flight_applied += u64::from(p as u32 > n_acks);
         state = recovered;
+        if db.stats().recovery.resumed {
+            // Taken up as the killed process left it: the index and the log must agree
+            // both ways, every record's checksum included.
+            n_resumed += 1;
+            let report = db.verify().unwrap_or_else(|error| panic!("{context}: verify: {error}"));
+            assert!(report.is_ok(), "{context}: a resumed database: {:?}", report.problems);
+        }
 
         // Leave the database closed cleanly or, now and then, as if this process crashed too
         // (so that the next child recovers, and may be killed while it does).
@@ -628,7 +636,8 @@ fn crash_loop(test_name: &str, mode: Mode, n_kills: usize) {
     assert!(report.is_ok(), "seed {seed}: {:?}", report.problems);
     let stats = db.stats();
     eprintln!(
-        "{test_name}: {n_kills} kills, {n_acked_total} operations acknowledged, {n_lost_total} of them lost, \
+        "{test_name}: {n_kills} kills ({n_resumed} reopens took the killed process up as it was, the rest \
+         rebuilt the index), {n_acked_total} operations acknowledged, {n_lost_total} of them lost, \
          {n_in_flight_applied} operations in flight recovered, {} keys at the end; the log begins at {} \
          and ends at {} in {} segments",
         state.len(),
