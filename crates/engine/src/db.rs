@@ -291,11 +291,16 @@ impl Db {
                 })?;
         storage.create_dir(LOG_DIR).map_err(io_error("create the log directory", LOG_DIR))?;
         let segment_names = storage.list(LOG_DIR).map_err(io_error("list the log directory", LOG_DIR))?;
+        let mut manifest_read = None;
         let mut manifest = match storage.read(MANIFEST_PATH) {
-            Ok(bytes) => Manifest::decode(&bytes).map_err(|reason| match reason.starts_with("bad magic") {
-                true => Error::NotADatabase { reason: format!("{MANIFEST_PATH}: {reason}") },
-                false => corruption(MANIFEST_PATH, 0, reason),
-            })?,
+            Ok(bytes) => {
+                let manifest = Manifest::decode(&bytes).map_err(|reason| match reason.starts_with("bad magic") {
+                    true => Error::NotADatabase { reason: format!("{MANIFEST_PATH}: {reason}") },
+                    false => corruption(MANIFEST_PATH, 0, reason),
+                })?;
+                manifest_read = Some(bytes);
+                manifest
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 if !options.create_if_missing {
                     return Err(Error::NotFound { path: path.clone() });
@@ -491,13 +496,19 @@ impl Db {
         // From here until a clean close, the index and the log may disagree on disk.
         manifest.clean = false;
         manifest.cut_at_log_end = false;
-        manifest.log_end = log_end;
-        manifest.next_seq = next_seq;
+        if !recovery.resumed {
+            // (An unclean MANIFEST's log end and next sequence number are only lower bounds.)
+            manifest.log_end = log_end;
+            manifest.next_seq = next_seq;
+        }
         manifest.usage.clear();
         manifest.holes = segments.holes_from(manifest.log_begin);
-        storage
-            .write_atomic(MANIFEST_PATH, &manifest.encode())
-            .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
+        let encoded = manifest.encode();
+        // A killed process's MANIFEST already says all this: taking it up writes nothing
+        // (and waits for no fsync).
+        if !(recovery.resumed && manifest_read.as_deref() == Some(&encoded[..])) {
+            storage.write_atomic(MANIFEST_PATH, &encoded).map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
+        }
         if let Some(live) = &live {
             live.start(boot_id, manifest.db_id, log_end, next_seq, &usage.snapshot());
             usage.attach(Arc::clone(live));
