@@ -58,6 +58,9 @@ const DB_ID: usize = 2 * LINE_WORDS + 4;
 const HEADER_WORDS: usize = 3 * LINE_WORDS;
 const SLOT_WORDS: usize = 4;
 
+#[cfg(test)]
+mod tests;
+
 /// What a killed process left, as far as it can be trusted.
 #[derive(Debug)]
 pub(crate) struct Resumable {
