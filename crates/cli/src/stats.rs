@@ -73,6 +73,7 @@ pub(crate) fn stats_json(stats: &Stats) -> serde_json::Value {
         },
         "recovery": {
             "clean": recovery.clean,
+            "resumed": recovery.resumed,
             "n_records_replayed": recovery.n_records_replayed,
             "n_bytes_scanned": recovery.n_bytes_scanned,
             "n_torn_bytes": recovery.n_torn_bytes,
@@ -94,9 +95,12 @@ pub(crate) fn stats_json(stats: &Stats) -> serde_json::Value {
 fn stats_table(path: &str, stats: &Stats) -> String {
     let recovery = &stats.recovery;
     let counters = &stats.counters;
-    let mut opened = match recovery.clean {
-        true => format!("clean (index used as is) in {:.1?}", recovery.duration),
-        false => format!(
+    let mut opened = match (recovery.clean, recovery.resumed) {
+        (true, _) => format!("clean (index used as is) in {:.1?}", recovery.duration),
+        (false, true) => {
+            format!("after a kill, taken up as the process left it (index used as is) in {:.1?}", recovery.duration)
+        }
+        (false, false) => format!(
             "index rebuilt (after a crash, or at a backup's first open) {}{} records ({}) replayed in {:.1?}, \
              {} torn bytes cut",
             match recovery.checkpoint_covers_until {
