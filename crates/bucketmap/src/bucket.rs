@@ -301,10 +301,13 @@ fn options() -> MmapFileOptions {
 /// A bucket: its tables (the current one and those growth replaced since open) and the
 /// writer's bookkeeping.
 pub(crate) struct Bucket {
-    /// Where the bucket's sequence number (odd while a writer changes the current table's
-    /// cells or switches tables), entry count and current table are recorded, in slot
-    /// `idx`: the entry count is written only by the writer (under the mutex, so a plain
-    /// store suffices), inside the odd/even bracket of the change that moves it.
+    /// Odd while a writer changes the current table's cells or switches tables (the
+    /// readers' seqlock). Every value it takes is also stored in the live state, after it
+    /// here, so a kill half-way through a change leaves it odd there.
+    seq: AtomicU64,
+    /// Where the bucket's sequence number, entry count and current table are recorded, in
+    /// slot `idx`: the entry count is written only by the writer (under the mutex, so a
+    /// plain store suffices), inside the odd/even bracket of the change that moves it.
     live: Arc<LiveState>,
     idx: usize,
     /// Index in `tables` of the current table.
@@ -341,7 +344,14 @@ impl Bucket {
     pub(crate) fn with_table(table: Table, live: Arc<LiveState>, writer: Writer) -> Bucket {
         let tables: Box<[OnceLock<Box<Table>>]> = (0..MAX_TABLES).map(|_| OnceLock::new()).collect();
         assert!(tables[0].set(Box::new(table)).is_ok(), "a new bucket's first table is free");
-        Bucket { idx: writer.idx, live, current: AtomicUsize::new(0), tables, writer: Mutex::new(writer) }
+        Bucket {
+            seq: AtomicU64::new(0),
+            idx: writer.idx,
+            live,
+            current: AtomicUsize::new(0),
+            tables,
+            writer: Mutex::new(writer),
+        }
     }
 
     /// The number of entries (without waiting for a writer).
@@ -349,9 +359,10 @@ impl Bucket {
         self.live.n_entries(self.idx).load(Ordering::Relaxed)
     }
 
-    #[inline]
-    fn seq(&self) -> &AtomicU64 {
-        self.live.seq(self.idx)
+    /// Ends a change begun with [`begin_change`](Self::begin_change), which returned `odd`.
+    fn end_change(&self, odd: u64) {
+        self.seq.store(odd + 1, Ordering::Release);
+        self.live.seq(self.idx).store(odd + 1, Ordering::Relaxed);
     }
 
     /// Creates bucket `idx`'s first table; returns it and the bucket's record.
@@ -404,7 +415,7 @@ impl Bucket {
     /// writer's lock instead.
     #[inline(always)]
     pub(crate) fn read<R>(&self, mut read: impl FnMut(&Table) -> R) -> R {
-        let seq_word = self.seq();
+        let seq_word = &self.seq;
         for _ in 0..OPTIMISTIC_READS {
             let seq = seq_word.load(Ordering::Acquire);
             if seq & 1 == 0 {
@@ -424,8 +435,9 @@ impl Bucket {
     /// it; the change ends by storing it plus one. Odd already only if a change panicked
     /// half-way: it stays odd, so the next change still ends on an even number.
     fn begin_change(&self) -> u64 {
-        let odd = self.seq().load(Ordering::Relaxed) | 1;
-        self.seq().store(odd, Ordering::Relaxed);
+        let odd = self.seq.load(Ordering::Relaxed) | 1;
+        self.seq.store(odd, Ordering::Relaxed);
+        self.live.seq(self.idx).store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
         odd
     }
@@ -449,7 +461,7 @@ impl BucketGuard<'_> {
         table.pool.mark_dirty();
         let odd = self.bucket.begin_change();
         let result = change(table);
-        self.bucket.seq().store(odd + 1, Ordering::Release);
+        self.bucket.end_change(odd);
         result
     }
 
@@ -575,7 +587,7 @@ impl BucketGuard<'_> {
         let odd = self.bucket.begin_change();
         self.bucket.current.store(next, Ordering::Release);
         self.bucket.live.set_table(self.writer.idx, old.generation + 1, n_cells, self.writer.n_resizes);
-        self.bucket.seq().store(odd + 1, Ordering::Release);
+        self.bucket.end_change(odd);
         // Readers may still be in the old table: it keeps its address (as zero pages) until
         // the map is dropped, but its file and memory go now.
         if let Err(error) = old.pool.retire() {

@@ -3,8 +3,8 @@
 //!
 //! Every store into a mapped file is in the page cache the moment it is made, so after a
 //! process is killed its bucket files hold every change it made. What a reopen needs to
-//! trust them is here: each bucket's sequence number (the readers' seqlock, odd while a
-//! writer is half-way through a change), its current table (generation and size), its
+//! trust them is here: each bucket's sequence number (a copy of the readers' seqlock, odd
+//! while a writer is half-way through a change), its current table (generation and size), its
 //! entry count and resizes, and the boot id of the machine when the map was opened. Each
 //! bucket's fields change only inside its odd/even bracket, so a bucket whose number is even
 //! is described exactly. See [`BucketMap::open`](crate::BucketMap::open) and
@@ -152,7 +152,8 @@ impl LiveState {
         &self.pool.words()[HEADER_WORDS + idx * SLOT_WORDS + field]
     }
 
-    /// Bucket `idx`'s sequence number (see `Bucket::read`).
+    /// Bucket `idx`'s sequence number as its writer last set it (odd while it changes the
+    /// bucket; readers use the bucket's own copy in memory).
     #[inline]
     pub(crate) fn seq(&self, idx: usize) -> &AtomicU64 {
         self.word(idx, SEQ)
