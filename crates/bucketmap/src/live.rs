@@ -87,9 +87,18 @@ impl LiveState {
         words[BOOT_ID_HIGH].store((boot_id >> 64) as u64, Ordering::Relaxed);
         words[N_BUCKETS].store(buckets.len() as u64, Ordering::Relaxed);
         for (idx, record) in buckets.iter().enumerate() {
-            live.word(idx, SEQ).store(0, Ordering::Relaxed);
-            live.word(idx, N_ENTRIES).store(record.n_entries, Ordering::Relaxed);
-            live.set_table(idx, record.generation, record.n_cells, record.n_resizes);
+            // Only words that change are stored (a resumed map's are mostly right already).
+            let set = |field: usize, value: u64| {
+                let word = live.word(idx, field);
+                if word.load(Ordering::Relaxed) != value {
+                    word.store(value, Ordering::Relaxed);
+                }
+            };
+            set(SEQ, 0);
+            set(N_ENTRIES, record.n_entries);
+            set(GENERATION, record.generation);
+            set(N_CELLS, record.n_cells);
+            set(N_RESIZES, u64::from(record.n_resizes));
         }
         Ok(live)
     }

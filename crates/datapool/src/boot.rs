@@ -19,6 +19,16 @@ const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 ///
 /// [`Error::Io`] if `/proc/sys/kernel/random/boot_id` cannot be read or is not a UUID.
 pub fn boot_id() -> Result<u128> {
+    // A process never outlives its boot: read once.
+    static BOOT_ID: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    if let Some(&id) = BOOT_ID.get() {
+        return Ok(id);
+    }
+    let id = read_boot_id()?;
+    Ok(*BOOT_ID.get_or_init(|| id))
+}
+
+fn read_boot_id() -> Result<u128> {
     let path = Path::new(BOOT_ID_PATH);
     let text = std::fs::read_to_string(path).map_err(crate::error::io_error("read", path))?;
     parse_boot_id(&text).ok_or_else(|| Error::Io {

@@ -191,14 +191,13 @@ impl MmapFileOptions {
             let computed = verify_pieces(&map, path, data_len, &header)?;
             header.verify_data_checksum(&computed, path)?;
         }
-        advise(
-            &map,
-            match self.access {
-                Access::Normal => Advice::Normal,
-                Access::Random => Advice::Random,
-                Access::Sequential => Advice::Sequential,
-            },
-        );
+        match self.access {
+            // The kernel's default, unless verification just advised otherwise.
+            Access::Normal if self.verify_checksum && !header.dirty => advise(&map, Advice::Normal),
+            Access::Normal => {}
+            Access::Random => advise(&map, Advice::Random),
+            Access::Sequential => advise(&map, Advice::Sequential),
+        }
         if self.huge_pages {
             advise(&map, Advice::HugePage);
         }

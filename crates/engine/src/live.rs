@@ -122,6 +122,15 @@ impl LiveState {
         self.word(idx).load(Ordering::Relaxed)
     }
 
+    /// Stores `value` unless the word holds it already: a page of a mapped file costs a
+    /// write fault the first time it is written, and an open after a kill finds most words
+    /// as they should be.
+    fn store_changed(&self, word: &AtomicU64, value: u64) {
+        if word.load(Ordering::Relaxed) != value {
+            word.store(value, Ordering::Relaxed);
+        }
+    }
+
     fn stripe_word(&self, stripe: usize) -> &AtomicU64 {
         self.word(HEADER_WORDS + stripe * LINE_WORDS)
     }
@@ -176,16 +185,21 @@ impl LiveState {
         self.word(WRITTEN_UNTIL).store(log_end, Ordering::Relaxed);
         self.word(NEXT_SEQ).store(next_seq, Ordering::Relaxed);
         for stripe in 0..self.n_stripes {
-            self.stripe_word(stripe).store(0, Ordering::Relaxed);
+            self.store_changed(self.stripe_word(stripe), 0);
         }
-        for slot in 0..N_SLOTS {
-            for field in 0..SLOT_WORDS {
-                self.slot_word(slot, field).store(0, Ordering::Relaxed);
-            }
-        }
+        let mut slots = vec![[0u64; SLOT_WORDS]; N_SLOTS];
         for segment in usage {
-            self.claim_slot(segment.first_address);
-            self.set_counts(segment.first_address, segment.written_bytes, segment.live_bytes, segment.tombstone_bytes);
+            let slot = &mut slots[self.slot_of(segment.first_address)];
+            if slot[0] != 0 {
+                self.word(OVERFLOW).store(1, Ordering::Relaxed);
+                continue;
+            }
+            *slot = [segment.first_address + 1, segment.written_bytes, segment.live_bytes, segment.tombstone_bytes];
+        }
+        for (idx, slot) in slots.iter().enumerate() {
+            for (field, &value) in slot.iter().enumerate() {
+                self.store_changed(self.slot_word(idx, field), value);
+            }
         }
         self.word(VALID).store(1, Ordering::Release);
     }
