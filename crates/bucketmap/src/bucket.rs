@@ -362,7 +362,9 @@ impl Bucket {
     /// Ends a change begun with [`begin_change`](Self::begin_change), which returned `odd`.
     fn end_change(&self, odd: u64) {
         self.seq.store(odd + 1, Ordering::Release);
-        self.live.seq(self.idx).store(odd + 1, Ordering::Relaxed);
+        // Release too: no store of the change may be moved after it (a kill sees the
+        // killed thread's stores in program order).
+        self.live.seq(self.idx).store(odd + 1, Ordering::Release);
     }
 
     /// Creates bucket `idx`'s first table; returns it and the bucket's record.

@@ -63,6 +63,8 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
     /// The manifest on disk says "not clean".
     marked_unclean: AtomicBool,
     closed: bool,
+    /// Dropping the map flushes nothing (see [`abandon`](Self::abandon)).
+    abandoned: AtomicBool,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -154,6 +156,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             manifest: Mutex::new(manifest),
             marked_unclean: AtomicBool::new(false),
             closed: false,
+            abandoned: AtomicBool::new(false),
             _types: PhantomData,
         };
         // Each bucket file is complete and synced as it is created (datapool's create), and
@@ -182,18 +185,17 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let boot_id = current_boot_id();
         let mut resumed_live = None;
         if !manifest.clean {
-            let why_not = match config.resume_after_kill {
-                true => match LiveState::resume(&config.dirs[0], boot_id, manifest.buckets.len())? {
-                    Ok((live, records)) => {
-                        for (record, resumed) in manifest.buckets.iter_mut().zip(records) {
-                            *record = BucketRecord { dir_idx: record.dir_idx, ..resumed };
-                        }
-                        resumed_live = Some(live);
-                        None
-                    }
-                    Err(why_not) => Some(why_not),
-                },
-                false => Some("resuming is off".to_owned()),
+            let attempt = match config.resume_after_kill {
+                true => Self::try_resume(&config, boot_id, &manifest)?,
+                false => Err("resuming is off".to_owned()),
+            };
+            let why_not = match attempt {
+                Ok((live, records, tables)) => {
+                    manifest.buckets = records;
+                    resumed_live = Some((live, tables));
+                    None
+                }
+                Err(why_not) => Some(why_not),
             };
             if let Some(why_not) = why_not {
                 if !config.discard_if_unclean {
@@ -217,24 +219,95 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         if manifest.n_dirs as usize != config.dirs.len() {
             return mismatch(format!("the map spans {} directories, not {}", manifest.n_dirs, config.dirs.len()));
         }
-        if resume {
-            // Leftovers of a growth the killed process was in the middle of (the new table
-            // it was filling, or the old one it had not deleted yet) are not the current
-            // tables the live state names.
-            remove_stale_tables(&config.dirs, &manifest.buckets)?;
-        }
         let open_bucket = |idx: usize| {
             let record = &manifest.buckets[idx];
             let dir = &config.dirs[record.dir_idx as usize];
-            Bucket::open_table(dir, idx, record, &layout, config.verify_on_open, resume)
+            Bucket::open_table(dir, idx, record, &layout, config.verify_on_open, false)
         };
         let n_bytes: u64 = manifest.buckets.iter().map(|record| record.n_cells * layout.cell_len as u64).sum();
         let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES {
             true => std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifest.buckets.len()),
             false => 1,
         };
-        // A resumed map reads nothing to open (no checksum, no count): one thread.
-        let n_threads = if resume { 1 } else { n_threads };
+        let (live, tables) = match resumed_live {
+            Some((live, tables)) => (live, tables),
+            None => {
+                let tables = Self::open_tables(&manifest, n_threads, open_bucket)?;
+                (LiveState::start(&config.dirs[0], boot_id, &manifest.buckets)?, tables)
+            }
+        };
+        let live = Arc::new(live);
+        let buckets =
+            tables.into_iter().map(|(table, writer)| Bucket::with_table(table, Arc::clone(&live), writer)).collect();
+        if resume {
+            tracing::info!(path = %manifest_path.display(), "resumed a bucket map whose process was killed");
+        }
+        Ok(BucketMap {
+            dirs: config.dirs,
+            layout,
+            seed: manifest.seed,
+            bucket_bits: manifest.bucket_bits,
+            // The search bound is part of the data's shape: keep the one it was built with.
+            max_search: manifest.max_search as usize,
+            hasher,
+            buckets,
+            live,
+            resumed: resume,
+            manifest: Mutex::new(manifest),
+            // A resumed map's manifest still says "not clean" on disk.
+            marked_unclean: AtomicBool::new(resume),
+            closed: false,
+            abandoned: AtomicBool::new(false),
+            _types: PhantomData,
+        })
+    }
+
+    /// Takes up the map a killed process left, if its live state can be trusted and every
+    /// table it names opens: its live state, each bucket's record and each bucket's table.
+    /// Then removes what a growth the process was in the middle of left behind (the new
+    /// table it was filling, or the old one it had not deleted yet). `Ok(Err(why))` when
+    /// the map cannot be resumed.
+    #[allow(clippy::type_complexity, reason = "a private helper's three results")]
+    fn try_resume(
+        config: &BucketMapConfig,
+        boot_id: Option<u128>,
+        manifest: &Manifest,
+    ) -> Result<std::result::Result<(LiveState, Vec<BucketRecord>, Vec<(Table, Writer)>), String>> {
+        let layout = Self::layout();
+        if (manifest.key_len as usize, manifest.value_len as usize, manifest.n_dirs as usize)
+            != (layout.key_len, layout.value_len, config.dirs.len())
+        {
+            return Ok(Err("the map has another shape than the one asked for".to_owned()));
+        }
+        let (live, live_records) = match LiveState::resume(&config.dirs[0], boot_id, manifest.buckets.len())? {
+            Ok(found) => found,
+            Err(why_not) => return Ok(Err(why_not)),
+        };
+        let records: Vec<BucketRecord> = manifest
+            .buckets
+            .iter()
+            .zip(live_records)
+            .map(|(record, live)| BucketRecord { dir_idx: record.dir_idx, ..live })
+            .collect();
+        let mut tables = Vec::with_capacity(records.len());
+        for (idx, record) in records.iter().enumerate() {
+            // Nothing is read to open a resumed table (no checksum, no count).
+            let dir = &config.dirs[record.dir_idx as usize];
+            match Bucket::open_table(dir, idx, record, &layout, false, true) {
+                Ok(table) => tables.push(table),
+                Err(error) => return Ok(Err(format!("bucket {idx}'s table does not open: {error}"))),
+            }
+        }
+        remove_stale_tables(&config.dirs, &records)?;
+        Ok(Ok((live, records, tables)))
+    }
+
+    /// Opens every bucket's table as the manifest describes it, on `n_threads` threads.
+    fn open_tables(
+        manifest: &Manifest,
+        n_threads: usize,
+        open_bucket: impl Fn(usize) -> Result<(Table, Writer)> + Sync,
+    ) -> Result<Vec<(Table, Writer)>> {
         let tables = if n_threads <= 1 {
             (0..manifest.buckets.len()).map(open_bucket).collect::<Result<Vec<_>>>()?
         } else {
@@ -258,33 +331,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             opened.sort_by_key(|&(idx, _)| idx);
             opened.into_iter().map(|(_, bucket)| bucket).collect::<Result<Vec<_>>>()?
         };
-        let live = match resumed_live {
-            Some(live) => live,
-            None => LiveState::start(&config.dirs[0], boot_id, &manifest.buckets)?,
-        };
-        let live = Arc::new(live);
-        let buckets =
-            tables.into_iter().map(|(table, writer)| Bucket::with_table(table, Arc::clone(&live), writer)).collect();
-        if resume {
-            tracing::info!(path = %manifest_path.display(), "resumed a bucket map whose process was killed");
-        }
-        Ok(BucketMap {
-            dirs: config.dirs,
-            layout,
-            seed: manifest.seed,
-            bucket_bits: manifest.bucket_bits,
-            // The search bound is part of the data's shape: keep the one it was built with.
-            max_search: manifest.max_search as usize,
-            hasher,
-            buckets,
-            live,
-            resumed: resume,
-            manifest: Mutex::new(manifest),
-            // A resumed map's manifest still says "not clean" on disk.
-            marked_unclean: AtomicBool::new(resume),
-            closed: false,
-            _types: PhantomData,
-        })
+        Ok(tables)
     }
 
     fn hash(&self, key: &K) -> u64 {
@@ -663,6 +710,13 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         Ok(manifest.buckets.iter().map(|record| record.n_entries).sum())
     }
 
+    /// For crash tests: dropping the map will leave it as a killed process would, unflushed
+    /// (and not clean on disk if it changed since the last flush).
+    #[doc(hidden)]
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
     /// Flushes and closes the map, reporting any error.
     ///
     /// # Errors
@@ -678,6 +732,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
 impl<K: Key, V: Pod, H: KeyHasher> Drop for BucketMap<K, V, H> {
     fn drop(&mut self) {
         if !self.closed
+            && !self.abandoned.load(Ordering::Acquire)
             && self.marked_unclean.load(Ordering::Acquire)
             && let Err(error) = self.flush()
         {

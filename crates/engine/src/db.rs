@@ -236,8 +236,13 @@ struct StripeWriteGuard<'a> {
 impl Drop for StripeWriteGuard<'_> {
     fn drop(&mut self) {
         // Before the lock is released (fields drop after this): only the holder writes it.
+        // A write that panicked may have left the index and the log apart: the stripe then
+        // stays busy, and the state is no longer taken up.
         if let Some(live) = self.live {
-            live.stripe_busy(self.idx, false);
+            match std::thread::panicking() {
+                true => live.invalidate(),
+                false => live.stripe_busy(self.idx, false),
+            }
         }
     }
 }
@@ -509,11 +514,16 @@ impl Db {
         if !(recovery.resumed && manifest_read.as_deref() == Some(&encoded[..])) {
             storage.write_atomic(MANIFEST_PATH, &encoded).map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
         }
-        if let Some(live) = &live {
-            live.start(boot_id, manifest.db_id, log_end, next_seq, &usage.snapshot());
-            usage.attach(Arc::clone(live));
-        }
 
+        if !recovery.clean && log_end > 0 && storage.local_dir().is_some() {
+            // A killed process's last segment may hold bytes it wrote and never synced (it
+            // synced each earlier segment before it first wrote a later one): they are
+            // counted as durable from here on, so they are made so.
+            let first = segments.first_address_of(log_end - 1);
+            if let Some(file) = segments.file(first) {
+                file.sync_data().map_err(io_error("sync the log", &segment_path(first)))?;
+            }
+        }
         let mut log_writer = LogWriter::new(log_end, options.effective_log_preallocation());
         if recovery.resumed {
             log_writer.adopt_preallocation(&segments, log_end)?;
@@ -529,6 +539,11 @@ impl Db {
             .reuse_freed(false)
             .start_address(log_end);
         let ring = RingBuffer::new(memory, ring_config)?;
+        // Last before writes can come: a kill from here on may be taken up.
+        if let Some(live) = &live {
+            live.start(boot_id, manifest.db_id, log_end, next_seq, &usage.snapshot());
+            usage.attach(Arc::clone(live));
+        }
         recovery.duration = started.elapsed();
         let inner = Arc::new(Inner {
             path,
@@ -624,7 +639,9 @@ impl Db {
             self.inner.superseded(existing);
             self.inner.publish(end, *next_seq);
             drop(next_seq);
-            self.inner.index_put(hash, existing.map(|loc| loc.address), address)?;
+            self.inner
+                .index_put(hash, existing.map(|loc| loc.address), address)
+                .inspect_err(|_| self.inner.index_failed())?;
             end
         };
         bump(&self.inner.counters.n_puts);
@@ -653,7 +670,10 @@ impl Db {
             self.inner.superseded(Some(existing));
             self.inner.publish(end, *next_seq);
             drop(next_seq);
-            self.inner.index.remove_if(&hash, |&address| address == existing.address)?;
+            self.inner
+                .index
+                .remove_if(&hash, |&address| address == existing.address)
+                .inspect_err(|_| self.inner.index_failed())?;
             end
         };
         bump(&self.inner.counters.n_deletes);
@@ -777,10 +797,15 @@ impl Db {
             let hash = hashes[idx];
             let current = befores[idx];
             match op {
-                BatchOp::Put { .. } => inner.index_put(hash, current, addresses[idx])?,
+                BatchOp::Put { .. } => {
+                    inner.index_put(hash, current, addresses[idx]).inspect_err(|_| inner.index_failed())?
+                }
                 BatchOp::Delete { .. } => {
                     if let Some(current) = current {
-                        inner.index.remove_if(&hash, |&address| address == current)?;
+                        inner
+                            .index
+                            .remove_if(&hash, |&address| address == current)
+                            .inspect_err(|_| inner.index_failed())?;
                     }
                 }
             }
@@ -903,6 +928,7 @@ impl Db {
     #[doc(hidden)]
     pub fn simulate_kill(mut self) {
         self.stop_threads();
+        self.inner.index.abandon();
         self.inner.closed.store(true, Ordering::SeqCst);
     }
 
@@ -1252,6 +1278,13 @@ impl Inner {
         if let Err(error) = self.storage.write_atomic(MANIFEST_PATH, &manifest.encode()) {
             tracing::error!(%error, "recording the durable end of the log failed");
         }
+    }
+
+    /// An index update failed after its record was appended: the index and the log now
+    /// disagree, so no further write is accepted (and no kill is taken up) until a reopen
+    /// rebuilds the index.
+    fn index_failed(&self) {
+        self.poison("updating the index after an append failed");
     }
 
     /// The index entries for `hash` (usually zero or one), without a heap allocation in

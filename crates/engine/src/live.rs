@@ -207,7 +207,8 @@ impl LiveState {
     /// Marks the state not valid (a close or a poisoning under way: the next open must
     /// not take it up).
     pub(crate) fn invalidate(&self) {
-        self.word(VALID).store(0, Ordering::Release);
+        self.word(VALID).store(0, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
     }
 
     /// The log is published up to `end`, and `next_seq` is the next sequence number (under
@@ -224,10 +225,20 @@ impl LiveState {
         self.word(WRITTEN_UNTIL).store(end, Ordering::Relaxed);
     }
 
-    /// A writer took (`true`) or is about to release (`false`) key stripe `stripe`.
+    /// A writer took (`true`) or is about to release (`false`) key stripe `stripe`. A kill
+    /// sees the stores of the killed threads in program order, so the orderings here only
+    /// keep the compiler from moving them: "busy" before every store of the write (a
+    /// release fence after it), "not busy" after all of them (a release store).
     #[inline]
     pub(crate) fn stripe_busy(&self, stripe: usize, busy: bool) {
-        self.stripe_word(stripe).store(u64::from(busy), Ordering::Relaxed);
+        let word = self.stripe_word(stripe);
+        match busy {
+            true => {
+                word.store(1, Ordering::Relaxed);
+                std::sync::atomic::fence(Ordering::Release);
+            }
+            false => word.store(0, Ordering::Release),
+        }
     }
 
     fn slot_of(&self, first_address: u64) -> usize {
@@ -310,12 +321,30 @@ impl LiveSnapshot {
         if let Some(stripe) = self.busy_stripe {
             return Err(format!("a writer was half-way through a write (stripe {stripe})"));
         }
+        let aligned = |address: u64| address.is_multiple_of(8);
+        let sane_usage = self
+            .usage
+            .iter()
+            .all(|usage| usage.first_address.is_multiple_of(segment_size) && usage.written_bytes <= segment_size);
+        if !aligned(self.written_until) || !aligned(self.published_until) || !sane_usage {
+            return Err("the live state is out of range".to_owned());
+        }
         if self.published_until != self.written_until {
             return Err(format!(
                 "the log was published up to {} but written only up to {}: the rest was in memory",
                 self.published_until, self.written_until
             ));
         }
-        Ok(Resumable { log_end: self.written_until, next_seq: self.next_seq, usage: self.usage })
+        // Clamped as the table's own snapshots are.
+        let usage = self
+            .usage
+            .into_iter()
+            .map(|usage| {
+                let live_bytes = usage.live_bytes.min(usage.written_bytes);
+                let tombstone_bytes = usage.tombstone_bytes.min(usage.written_bytes - live_bytes);
+                SegmentUsage { live_bytes, tombstone_bytes, ..usage }
+            })
+            .collect();
+        Ok(Resumable { log_end: self.written_until, next_seq: self.next_seq, usage })
     }
 }

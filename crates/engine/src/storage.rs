@@ -84,11 +84,12 @@ pub trait Storage: Send + Sync + Debug {
     /// The directory of the real file system these files are in, if they are: there the
     /// page cache keeps every write a killed process made, and the engine keeps its live
     /// state beside them so that a reopen after a kill can take the database up as it was.
-    /// `None` (the default) for storage that is not a local directory, or that simulates
-    /// losing unsynced writes: a reopen then always rebuilds the index after a crash.
-    fn local_dir(&self) -> Option<&std::path::Path> {
-        None
-    }
+    /// `None` for storage that is not a local directory, or that simulates losing unsynced
+    /// writes: a reopen then always rebuilds the index after a crash. A storage over a
+    /// local directory that answers `None` must never share that directory with one that
+    /// answers it (the live state left by one could be taken up after the other changed
+    /// the log).
+    fn local_dir(&self) -> Option<&std::path::Path>;
 }
 
 /// One open file.

@@ -474,7 +474,10 @@ impl Inner {
                 self.superseded(Some(Loc { address, size }));
                 self.publish(end, *next_seq);
                 drop(next_seq);
-                let replaced = self.index.replace_if(&hash, |&entry| entry == address, new_address)?;
+                let replaced = self
+                    .index
+                    .replace_if(&hash, |&entry| entry == address, new_address)
+                    .inspect_err(|_| self.index_failed())?;
                 assert!(replaced, "the entry checked under the stripe lock is still there");
                 report.n_records_copied += 1;
                 report.n_bytes_copied += size;

@@ -289,6 +289,10 @@ fn checked_len(len: Option<u64>) -> io::Result<usize> {
 }
 
 impl Storage for MemStorage {
+    fn local_dir(&self) -> Option<&std::path::Path> {
+        None // it simulates power losses, which no live state survives
+    }
+
     fn create_dir(&self, dir: &str) -> io::Result<()> {
         check_dir_path(dir)?;
         self.shared.tree.lock().create_dir_all(dir)
