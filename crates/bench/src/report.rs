@@ -33,6 +33,8 @@ fn cell(value: &Value, key: &str) -> String {
                 "peak_rss_bytes" | "disk_bytes_before_compaction" | "disk_bytes_after_compaction" => {
                     format!("{:.0}", number / (1 << 20) as f64)
                 }
+                // Reopens range from microseconds (no recovery) to seconds: milliseconds to µs.
+                key if key.starts_with("open_after") => format!("{:.3}", number * 1000.0),
                 key if key.ends_with("_secs") => format!("{number:.3}"),
                 "load_ops_per_sec" | "run_ops_per_sec" | "writes_per_sec" | "keys" => format!("{number:.0}"),
                 key if key.ends_with("amplification") => format!("{number:.2}"),
@@ -71,8 +73,8 @@ const CHURN_COLUMNS: &[(&str, &str)] = &[
 const RECOVERY_COLUMNS: &[(&str, &str)] = &[
     ("engine", "engine"),
     ("keys", "keys"),
-    ("open_after_sigkill_secs", "open after SIGKILL s"),
-    ("open_after_clean_close_secs", "open after clean close s"),
+    ("open_after_sigkill_secs", "open after SIGKILL ms"),
+    ("open_after_clean_close_secs", "open after clean close ms"),
 ];
 
 /// One result whose every number is the median of `runs`' (the first run's text fields).
