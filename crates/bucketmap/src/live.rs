@@ -121,9 +121,14 @@ impl LiveState {
         }
         let pool = match options().open(&path, data_len(n_buckets), LIVE_USER_VERSION) {
             Ok(pool) => pool,
+            Err(error @ talus_datapool::Error::Locked { .. }) => return Err(error.into()),
             Err(error) => return Ok(Err(format!("its live state file does not open: {error}"))),
         };
-        let live = LiveState { pool: SharedMmapFile::new(pool)? };
+        let pool = match SharedMmapFile::new(pool) {
+            Ok(pool) => pool,
+            Err(error) => return Ok(Err(format!("its live state file is not words: {error}"))),
+        };
+        let live = LiveState { pool };
         let words = live.pool.words();
         let found_boot_id = u128::from(words[BOOT_ID_LOW].load(Ordering::Relaxed))
             | (u128::from(words[BOOT_ID_HIGH].load(Ordering::Relaxed)) << 64);

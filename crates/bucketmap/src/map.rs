@@ -295,10 +295,14 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             let dir = &config.dirs[record.dir_idx as usize];
             match Bucket::open_table(dir, idx, record, &layout, false, true) {
                 Ok(table) => tables.push(table),
+                // Held elsewhere: for the caller to wait for, not a reason to start over.
+                Err(error @ Error::Pool(talus_datapool::Error::Locked { .. })) => return Err(error),
                 Err(error) => return Ok(Err(format!("bucket {idx}'s table does not open: {error}"))),
             }
         }
-        remove_stale_tables(&config.dirs, &records)?;
+        if let Err(error) = remove_stale_tables(&config.dirs, &records) {
+            return Ok(Err(format!("a stale table cannot be removed: {error}")));
+        }
         Ok(Ok((live, records, tables)))
     }
 

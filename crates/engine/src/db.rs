@@ -228,7 +228,7 @@ struct Loc {
 
 /// A key stripe held for writing; while it is, the live state says a write is under way.
 struct StripeWriteGuard<'a> {
-    live: Option<&'a LiveState>,
+    inner: &'a Inner,
     idx: usize,
     _guard: parking_lot::RwLockWriteGuard<'a, ()>,
 }
@@ -237,12 +237,11 @@ impl Drop for StripeWriteGuard<'_> {
     fn drop(&mut self) {
         // Before the lock is released (fields drop after this): only the holder writes it.
         // A write that panicked may have left the index and the log apart: the stripe then
-        // stays busy, and the state is no longer taken up.
-        if let Some(live) = self.live {
-            match std::thread::panicking() {
-                true => live.invalidate(),
-                false => live.stripe_busy(self.idx, false),
-            }
+        // stays busy, and writes stop until a reopen rebuilds the index.
+        if std::thread::panicking() {
+            self.inner.index_failed();
+        } else if let Some(live) = &self.inner.live {
+            live.stripe_busy(self.idx, false);
         }
     }
 }
@@ -349,24 +348,44 @@ impl Db {
         // The live state is marked not valid as it is opened: a kill from here until this
         // open has finished leaves nothing to take up.
         let boot_id = talus_datapool::boot_id().inspect_err(|error| tracing::debug!(%error, "no boot id")).ok();
-        let (live, live_snapshot) = match storage.local_dir() {
-            Some(dir) => {
-                let (live, snapshot) = LiveState::open(dir, N_STRIPES, manifest.segment_size)?;
-                (Some(Arc::new(live)), snapshot)
-            }
-            None => (None, None),
-        };
+        let (live, live_snapshot) =
+            match storage.local_dir().map(|dir| LiveState::open(dir, N_STRIPES, manifest.segment_size)) {
+                Some(Ok((live, snapshot))) => (Some(Arc::new(live)), snapshot),
+                // Only an optimisation: without it a kill means a rebuild, as after an OS crash.
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "no live state: a kill of this process will mean a rebuild");
+                    (None, None)
+                }
+                None => (None, None),
+            };
         let wants_resume = !manifest.clean && !manifest.cut_at_log_end && !options.repair && options.resume_after_kill;
         let resumed = match (wants_resume, live_snapshot) {
             (true, Some(snapshot)) => {
-                match snapshot.resumable(boot_id, manifest.db_id, manifest.segment_size, N_STRIPES) {
+                let in_range = |resumable: &crate::live::Resumable| {
+                    // The MANIFEST's log end and next sequence number are lower bounds.
+                    resumable.log_end >= manifest.log_end.max(manifest.log_begin)
+                        && resumable.next_seq >= manifest.next_seq
+                        && resumable.next_seq < u64::MAX
+                };
+                match snapshot.resumable(boot_id, manifest.db_id, manifest.segment_size, N_STRIPES).and_then(
+                    |resumable| match in_range(&resumable) {
+                        true => Ok(resumable),
+                        false => Err("the live state is behind the MANIFEST".to_owned()),
+                    },
+                ) {
                     Ok(resumable) => {
                         let index = check_resumed_log_end(&segments, resumable.log_end).and_then(|()| {
                             let config = index_config.clone().resume_after_kill(true);
-                            retry_while_locked(|| BucketMap::open(config.clone()), is_locked).map_err(Error::from)
+                            retry_while_locked(|| BucketMap::open(config.clone()), is_locked).map_err(|error| {
+                                match is_locked(&error) {
+                                    true => Error::Locked { path: index_dir.clone() },
+                                    false => Error::from(error),
+                                }
+                            })
                         });
                         match index {
                             Ok(index) => Some((index, resumable)),
+                            Err(error @ Error::Locked { .. }) => return Err(error),
                             Err(error) => {
                                 tracing::info!(%error, "the killed process's index cannot be taken up; rebuilding it");
                                 None
@@ -599,17 +618,18 @@ impl Db {
         });
         let mut threads = Vec::new();
         if let SyncMode::Periodic(interval) = options.sync_mode {
-            threads.push(spawn_sync_thread(Arc::clone(&inner), interval)?);
+            threads.push(spawn_sync_thread(Arc::clone(&inner), interval).inspect_err(|_| inner.invalidate_live())?);
         }
         if flush_step > 0 {
-            threads.push(spawn_log_writer_thread(Arc::clone(&inner))?);
+            threads.push(spawn_log_writer_thread(Arc::clone(&inner)).inspect_err(|_| inner.invalidate_live())?);
         }
         let wants_maintenance = options.compaction.background
             || options.checkpoint_every_bytes > 0
             || options.checkpoint_interval.is_some();
         let mut db = Db { inner, threads };
         if wants_maintenance {
-            let thread = maintenance::spawn_maintenance_thread(Arc::clone(&db.inner))?;
+            let thread = maintenance::spawn_maintenance_thread(Arc::clone(&db.inner))
+                .inspect_err(|_| db.inner.invalidate_live())?;
             db.threads.push(thread);
         }
         tracing::info!(log_end, clean = db.inner.recovery.clean, "opened");
@@ -1239,7 +1259,7 @@ impl Inner {
         if let Some(live) = &self.live {
             live.stripe_busy(idx, true);
         }
-        StripeWriteGuard { live: self.live.as_deref(), idx, _guard: guard }
+        StripeWriteGuard { inner: self, idx, _guard: guard }
     }
 
     fn check_sizes(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -1264,11 +1284,11 @@ impl Inner {
     /// the files may show bytes after it that the disk never got (a failed fsync leaves
     /// them in the page cache, marked clean), so the next open cuts them.
     fn poison(&self, why: &str) {
-        if self.poisoned.swap(true, Ordering::AcqRel) {
-            return;
-        }
         if let Some(live) = &self.live {
             live.invalidate();
+        }
+        if self.poisoned.swap(true, Ordering::AcqRel) {
+            return;
         }
         tracing::error!(why, "the database is poisoned: writes are refused until it is reopened");
         let mut manifest = self.manifest.lock();
@@ -1280,11 +1300,27 @@ impl Inner {
         }
     }
 
+    /// No kill from now on is taken up (an open that fails half-way).
+    fn invalidate_live(&self) {
+        if let Some(live) = &self.live {
+            live.invalidate();
+        }
+    }
+
     /// An index update failed after its record was appended: the index and the log now
     /// disagree, so no further write is accepted (and no kill is taken up) until a reopen
     /// rebuilds the index.
+    ///
+    /// Unlike [`poison`](Self::poison) it cuts nothing: the log is whole, and writes
+    /// acknowledged meanwhile (a commit under way) are durable. The MANIFEST already says
+    /// "not clean", and a poisoned database never closes cleanly.
     fn index_failed(&self) {
-        self.poison("updating the index after an append failed");
+        if let Some(live) = &self.live {
+            live.invalidate();
+        }
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!("updating the index failed after an append: writes are refused until a reopen rebuilds it");
+        }
     }
 
     /// The index entries for `hash` (usually zero or one), without a heap allocation in
