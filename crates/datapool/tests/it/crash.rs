@@ -142,7 +142,7 @@ fn pool_with_pattern_one(path: &Path) {
 }
 
 #[test]
-fn mmap_file_killed_after_writing_without_flush_is_dirty() {
+fn mmap_file_killed_after_writing_without_flush_is_dirty_and_resumes_with_every_store() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("pool");
     pool_with_pattern_one(&path);
@@ -152,17 +152,6 @@ fn mmap_file_killed_after_writing_without_flush_is_dirty() {
     child.kill();
     assert!(matches!(MmapFile::open(&path, DATA_LEN, 0), Err(Error::Dirty { .. })));
     assert!(matches!(FileBackedMemory::open(&path, DATA_LEN, 0), Err(Error::Dirty { .. })));
-}
-
-#[test]
-fn mmap_file_killed_without_flush_resumes_with_every_store() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("pool");
-    pool_with_pattern_one(&path);
-
-    let mut child = spawn(ChildAction::WriteNoFlush, &path);
-    assert_eq!(child.next_line().as_deref(), Some("ready"));
-    child.kill();
     // The killed process's stores are in the page cache: a resumed pool holds all of them,
     // and stays dirty until it is flushed.
     let resume = MmapFileOptions::new().resume_dirty(true);
