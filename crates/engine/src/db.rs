@@ -422,6 +422,7 @@ impl Db {
         let discarded = Mutex::new(leftover_discarded_dirs(&index_dir));
         // Checkpoints this open used up (its index became the index) or found unusable.
         let mut used_up: Vec<PathBuf> = Vec::new();
+        let resumed_synced_until = resumed.as_ref().map(|(_, resumable)| resumable.synced_until);
         let (index, usage, log_end, next_seq) = match (clean_index, resumed) {
             (Some(index), _) => {
                 check_clean_log_end(&segments, manifest.log_end)?;
@@ -534,16 +535,23 @@ impl Db {
             storage.write_atomic(MANIFEST_PATH, &encoded).map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
         }
 
-        if !recovery.clean && log_end > 0 && storage.local_dir().is_some() {
-            // A killed process's last segment may hold bytes it wrote and never synced (it
-            // synced each earlier segment before it first wrote a later one): they are
-            // counted as durable from here on, so they are made so.
-            let first = segments.first_address_of(log_end - 1);
-            if let Some(file) = segments.file(first) {
-                file.sync_data().map_err(io_error("sync the log", &segment_path(first)))?;
-            }
-        }
         let mut log_writer = LogWriter::new(log_end, options.effective_log_preallocation());
+        // A killed process's last segment may hold bytes it wrote and never synced (it
+        // synced each earlier segment before it first wrote a later one). Taken up, they
+        // are synced by the next commit, as that process would have; after a rebuild,
+        // they are counted as durable from here on, so they are made so now.
+        let synced_until = match resumed_synced_until {
+            Some(synced_until) if log_writer.take_up_unsynced(&segments, synced_until) => synced_until,
+            _ => {
+                if !recovery.clean && log_end > 0 && storage.local_dir().is_some() {
+                    let first = segments.first_address_of(log_end - 1);
+                    if let Some(file) = segments.file(first) {
+                        file.sync_data().map_err(io_error("sync the log", &segment_path(first)))?;
+                    }
+                }
+                log_end
+            }
+        };
         if recovery.resumed {
             log_writer.adopt_preallocation(&segments, log_end)?;
         }
@@ -560,7 +568,7 @@ impl Db {
         let ring = RingBuffer::new(memory, ring_config)?;
         // Last before writes can come: a kill from here on may be taken up.
         if let Some(live) = &live {
-            live.start(boot_id, manifest.db_id, log_end, next_seq, &usage.snapshot());
+            live.start(boot_id, manifest.db_id, (log_end, synced_until), next_seq, &usage.snapshot());
             usage.attach(Arc::clone(live));
         }
         recovery.duration = started.elapsed();
@@ -579,7 +587,7 @@ impl Db {
             append: Mutex::new(next_seq),
             published_until: AtomicU64::new(log_end),
             writer: Mutex::new(log_writer),
-            synced_until: AtomicU64::new(log_end),
+            synced_until: AtomicU64::new(synced_until),
             commit: Mutex::new(false),
             commit_done: Condvar::new(),
             writers_in_flight: AtomicU64::new(0),
@@ -1300,6 +1308,15 @@ impl Inner {
         }
     }
 
+    /// Makes the log writer's durable end known (under its lock): to the live state first,
+    /// so that a kill never leaves it below a write some caller was told is durable.
+    fn note_synced(&self, writer: &LogWriter) {
+        if let Some(live) = &self.live {
+            live.synced(writer.synced_until);
+        }
+        self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
+    }
+
     /// No kill from now on is taken up (an open that fails half-way).
     fn invalidate_live(&self) {
         if let Some(live) = &self.live {
@@ -1453,10 +1470,10 @@ impl Inner {
         let mut writer = self.writer.lock();
         let until = self.published_until.load(Ordering::Acquire);
         let result = writer.write_until(&self.ring, &self.segments, until);
-        self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
         if let (Ok(()), Some(live)) = (&result, &self.live) {
             live.written(writer.written_until);
         }
+        self.note_synced(&writer);
         if let Err(error) = result {
             self.poison("writing the log failed");
             return Err(error);
@@ -1584,7 +1601,7 @@ impl Inner {
             live.written(writer.written_until);
         }
         let result = written.and_then(|()| writer.sync());
-        self.synced_until.fetch_max(writer.synced_until, Ordering::AcqRel);
+        self.note_synced(&writer);
         match result {
             Ok(()) => {
                 bump(&self.counters.n_syncs);

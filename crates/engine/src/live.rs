@@ -9,7 +9,9 @@
 //! sequence number and the live-byte accounting. They are mirrored here as they change:
 //!
 //! - `published_until` and `next_seq`, stored under the append lock by every publish;
-//! - `written_until`, stored by the log writer after each write to the segment files;
+//! - `written_until`, stored by the log writer after each write to the segment files, and
+//!   `synced_until`, stored after each sync before anyone can learn of it (so every write a
+//!   caller was told is durable lies below it);
 //! - one busy flag per key stripe, set while a writer holds the stripe (between its append
 //!   and its index update, the log and the index disagree);
 //! - the accounting of each segment, in a slot chosen by its number.
@@ -23,7 +25,7 @@
 //!
 //! Layout (docs/format.md, "Engine live state"): a datapool `MmapFile` of 64-bit
 //! little-endian words: three 64-byte lines of header (valid, boot id, published end, next
-//! sequence number; written end; overflow, slot and stripe counts, segment size, database
+//! sequence number; written and synced ends; overflow, slot and stripe counts, segment size, database
 //! id), one 64-byte line per stripe, then four words per accounting slot (first address + 1
 //! or 0 for none, written, live and tombstone bytes).
 
@@ -38,7 +40,7 @@ use crate::manifest::SegmentUsage;
 /// The file, in the database directory.
 pub(crate) const LIVE_PATH: &str = "LIVE.pool";
 /// The pool's user version: this layout's version.
-const LIVE_USER_VERSION: u64 = 1;
+const LIVE_USER_VERSION: u64 = 2;
 /// Accounting slots: segment `n` uses slot `n % N_SLOTS`, so up to this many segments (256
 /// GiB of log with 64 MiB segments) are mirrored before two would share a slot.
 pub(crate) const N_SLOTS: usize = 4096;
@@ -50,6 +52,7 @@ const BOOT_ID_HIGH: usize = 2;
 const PUBLISHED_UNTIL: usize = 3;
 const NEXT_SEQ: usize = 4;
 const WRITTEN_UNTIL: usize = LINE_WORDS;
+const SYNCED_UNTIL: usize = LINE_WORDS + 1;
 const OVERFLOW: usize = 2 * LINE_WORDS;
 const SLOT_COUNT: usize = 2 * LINE_WORDS + 1;
 const STRIPE_COUNT: usize = 2 * LINE_WORDS + 2;
@@ -65,6 +68,8 @@ mod tests;
 #[derive(Debug)]
 pub(crate) struct Resumable {
     pub(crate) log_end: u64,
+    /// Every byte below this was synced (at most `log_end`).
+    pub(crate) synced_until: u64,
     pub(crate) next_seq: u64,
     pub(crate) usage: Vec<SegmentUsage>,
 }
@@ -165,14 +170,23 @@ impl LiveState {
             busy_stripe: (0..self.n_stripes).find(|&stripe| self.stripe_word(stripe).load(Ordering::Relaxed) != 0),
             published_until: self.load(PUBLISHED_UNTIL),
             written_until: self.load(WRITTEN_UNTIL),
+            synced_until: self.load(SYNCED_UNTIL),
             next_seq: self.load(NEXT_SEQ),
             usage,
         })
     }
 
     /// Records the state of the database this open produced (`usage` as its table holds
-    /// it, the log complete up to `log_end`), then marks it valid.
-    pub(crate) fn start(&self, boot_id: Option<u128>, db_id: u64, log_end: u64, next_seq: u64, usage: &[SegmentUsage]) {
+    /// it, the log complete up to `log_end` and durable up to `synced_until`), then marks it
+    /// valid.
+    pub(crate) fn start(
+        &self,
+        boot_id: Option<u128>,
+        db_id: u64,
+        (log_end, synced_until): (u64, u64),
+        next_seq: u64,
+        usage: &[SegmentUsage],
+    ) {
         let boot_id = boot_id.unwrap_or(0);
         self.word(BOOT_ID_LOW).store(boot_id as u64, Ordering::Relaxed);
         self.word(BOOT_ID_HIGH).store((boot_id >> 64) as u64, Ordering::Relaxed);
@@ -183,6 +197,7 @@ impl LiveState {
         self.word(OVERFLOW).store(0, Ordering::Relaxed);
         self.word(PUBLISHED_UNTIL).store(log_end, Ordering::Relaxed);
         self.word(WRITTEN_UNTIL).store(log_end, Ordering::Relaxed);
+        self.word(SYNCED_UNTIL).store(synced_until, Ordering::Relaxed);
         self.word(NEXT_SEQ).store(next_seq, Ordering::Relaxed);
         for stripe in 0..self.n_stripes {
             self.store_changed(self.stripe_word(stripe), 0);
@@ -223,6 +238,13 @@ impl LiveState {
     #[inline]
     pub(crate) fn written(&self, end: u64) {
         self.word(WRITTEN_UNTIL).store(end, Ordering::Relaxed);
+    }
+
+    /// The log is durable up to `end` (under the log writer's lock, before the rest of the
+    /// process can learn of it).
+    #[inline]
+    pub(crate) fn synced(&self, end: u64) {
+        self.word(SYNCED_UNTIL).store(end, Ordering::Relaxed);
     }
 
     /// A writer took (`true`) or is about to release (`false`) key stripe `stripe`. A kill
@@ -292,6 +314,7 @@ pub(crate) struct LiveSnapshot {
     busy_stripe: Option<usize>,
     published_until: u64,
     written_until: u64,
+    synced_until: u64,
     next_seq: u64,
     usage: Vec<SegmentUsage>,
 }
@@ -326,7 +349,12 @@ impl LiveSnapshot {
             .usage
             .iter()
             .all(|usage| usage.first_address.is_multiple_of(segment_size) && usage.written_bytes <= segment_size);
-        if !aligned(self.written_until) || !aligned(self.published_until) || !sane_usage {
+        if !aligned(self.written_until)
+            || !aligned(self.published_until)
+            || !aligned(self.synced_until)
+            || self.synced_until > self.written_until
+            || !sane_usage
+        {
             return Err("the live state is out of range".to_owned());
         }
         if self.published_until != self.written_until {
@@ -345,6 +373,6 @@ impl LiveSnapshot {
                 SegmentUsage { live_bytes, tombstone_bytes, ..usage }
             })
             .collect();
-        Ok(Resumable { log_end: self.written_until, next_seq: self.next_seq, usage })
+        Ok(Resumable { log_end: self.written_until, synced_until: self.synced_until, next_seq: self.next_seq, usage })
     }
 }

@@ -71,6 +71,26 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Takes up the log a killed process left, durable up to `synced_until` (its last
+    /// sync): the rest can only lie in the segment holding the log's last byte (a writer
+    /// syncs each segment before it writes a later one), so that file is synced with the
+    /// next commit instead of now. `false` (nothing changed) if the log is not as a writer
+    /// leaves it: the caller syncs it now.
+    pub(crate) fn take_up_unsynced(&mut self, segments: &Segments, synced_until: u64) -> bool {
+        let log_end = self.written_until;
+        if synced_until >= log_end {
+            return synced_until == log_end;
+        }
+        let first_address = segments.first_address_of(log_end - 1);
+        if synced_until < first_address {
+            return false;
+        }
+        let Some(file) = segments.file(first_address) else { return false };
+        self.synced_until = synced_until;
+        self.unsynced.push((first_address, file));
+        true
+    }
+
     /// Writes `[written_until, until)` from the ring to the segment files. `until` must be an
     /// entry boundary with everything below it published.
     pub(crate) fn write_until(&mut self, ring: &Ring, segments: &Segments, until: u64) -> Result<()> {

@@ -20,9 +20,10 @@ fn the_words_sit_where_docs_format_md_says() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (live, snapshot) = LiveState::open(dir.path(), 1024, SEGMENT).expect("create");
     assert!(snapshot.is_none(), "a new file is not valid");
-    live.start(Some(BOOT), 77, 1000, 5, &[usage(0), usage(3 * SEGMENT)]);
+    live.start(Some(BOOT), 77, (1000, 1000), 5, &[usage(0), usage(3 * SEGMENT)]);
     live.published(2000, 9);
     live.written(1500);
+    live.synced(1200);
     live.stripe_busy(3, true);
     let bytes = std::fs::read(dir.path().join(LIVE_PATH)).expect("read");
     let data_len = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
@@ -30,6 +31,7 @@ fn the_words_sit_where_docs_format_md_says() {
     assert_eq!(word_at(&bytes, 0), 1, "valid");
     assert_eq!(u128::from(word_at(&bytes, 8)) | (u128::from(word_at(&bytes, 16)) << 64), BOOT);
     assert_eq!((word_at(&bytes, 24), word_at(&bytes, 32), word_at(&bytes, 64)), (2000, 9, 1500));
+    assert_eq!(word_at(&bytes, 72), 1200, "synced_until");
     assert_eq!([128, 136, 144, 152, 160].map(|offset| word_at(&bytes, offset)), [0, N_SLOTS as u64, 1024, SEGMENT, 77]);
     assert_eq!(word_at(&bytes, 192 + 64 * 3), 1, "stripe 3 busy");
     assert_eq!(word_at(&bytes, 192 + 64 * 2), 0);
@@ -51,7 +53,7 @@ fn only_a_quiet_state_of_this_boot_and_database_is_resumable() {
     };
     let run = |prepare: &dyn Fn(&LiveState)| {
         let (live, _) = LiveState::open(dir.path(), 1024, SEGMENT).expect("open");
-        live.start(Some(BOOT), 77, 1000, 5, &[usage(0)]);
+        live.start(Some(BOOT), 77, (1000, 1000), 5, &[usage(0)]);
         prepare(&live);
         drop(live); // as a kill leaves it
         reopened(dir.path())
@@ -66,6 +68,14 @@ fn only_a_quiet_state_of_this_boot_and_database_is_resumable() {
 
     let busy = run(&|live| live.stripe_busy(1023, true));
     assert!(resumable(busy).is_err(), "a writer was half-way through");
+    let unsynced = run(&|live| {
+        live.published(2000, 9);
+        live.written(2000);
+        live.synced(1496);
+    });
+    assert_eq!(unsynced.expect("valid").resumable(Some(BOOT), 77, SEGMENT, 1024).map(|r| r.synced_until), Ok(1496));
+    let synced_past_the_end = run(&|live| live.synced(1008));
+    assert!(resumable(synced_past_the_end).is_err(), "synced beyond what was written");
     let in_memory = run(&|live| live.published(2000, 9));
     assert!(resumable(in_memory).is_err(), "records only in memory");
     let invalidated = run(&|live| live.invalidate());

@@ -700,3 +700,61 @@ fn a_database_held_by_another_process_is_locked_until_that_process_is_killed() {
     let probe = Child::spawn("probe", dir.path(), Mode::Always, 0, 0);
     assert_eq!(probe.finish(), ["opened"], "a child opening the database after this process closed it");
 }
+
+/// A killed process's log may end in bytes it wrote to its last segment and never synced.
+/// Taking it up leaves them as they were, known to be unsynced: the open waits for no
+/// fsync, `log_synced_until` is where the killed process had synced to, and the next
+/// commit syncs them (as the killed process's next commit would have).
+#[test]
+fn taking_up_a_killed_process_leaves_its_unsynced_tail_to_the_next_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = || Options::new().memory_budget(1 << 20).segment_size(1 << 20).sync_mode(SyncMode::Never);
+    let db = options().open(dir.path()).expect("create");
+    db.put(b"first", [1u8; 100]).expect("put");
+    db.sync().expect("sync");
+    // Written to the segment file by the background log writer but not synced: what a
+    // killed process can leave. (It writes when a step of the ring is published.)
+    let mut n_keys = 0u32;
+    let left_unsynced = loop {
+        assert!(n_keys < 10_000, "the background log writer never caught up with the writes");
+        db.put(format!("key-{n_keys}"), [7u8; 1000]).expect("put");
+        n_keys += 1;
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let stats = loop {
+            let stats = db.stats();
+            if stats.log_written_until == stats.log_tail || Instant::now() >= deadline {
+                break stats;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if stats.log_written_until == stats.log_tail && stats.log_synced_until < stats.log_tail {
+            break stats;
+        }
+    };
+    db.simulate_kill();
+
+    for round in 0..2 {
+        let db = options().open(dir.path()).expect("reopen after the kill");
+        let stats = db.stats();
+        assert!(stats.recovery.resumed, "round {round}: {:?}", stats.recovery);
+        assert_eq!(stats.log_tail, left_unsynced.log_tail, "round {round}");
+        assert_eq!(
+            stats.log_synced_until, left_unsynced.log_synced_until,
+            "round {round}: durable as far as the killed process made it, no further"
+        );
+        assert_eq!(db.get(format!("key-{}", n_keys - 1)).expect("get").as_deref(), Some(&[7u8; 1000][..]));
+        // A second kill before any commit leaves the same as the first.
+        db.simulate_kill();
+    }
+
+    let db = options().open(dir.path()).expect("reopen");
+    assert!(db.stats().recovery.resumed);
+    db.sync().expect("sync");
+    let stats = db.stats();
+    assert_eq!(stats.log_synced_until, stats.log_tail, "the commit synced what the killed process left");
+    assert_eq!(stats.counters.n_syncs, 1, "{:?}", stats.counters);
+    // A commit with nothing new leaves nothing to sync.
+    db.sync().expect("sync");
+    assert_eq!(db.stats().counters.n_syncs, 1);
+    db.close().expect("close");
+}
