@@ -83,7 +83,8 @@ impl Storage for FsStorage {
 
     fn open(&self, path: &str, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         let full = self.path(path);
-        let existed = full.exists();
+        // (Asked only when it matters: opening the log's segments is most of a reopen.)
+        let existed = create && full.exists();
         let file = OpenOptions::new().read(true).write(true).create(create).mode(FILE_MODE).open(&full)?;
         if create && !existed {
             self.sync_parent(path)?;
