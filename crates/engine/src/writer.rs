@@ -251,3 +251,6 @@ fn word_at(raw: &RawRange<'_>, offset: usize) -> u64 {
     };
     u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
 }
+
+#[cfg(test)]
+mod tests;
