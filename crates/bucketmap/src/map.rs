@@ -224,14 +224,16 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             let dir = &config.dirs[record.dir_idx as usize];
             Bucket::open_table(dir, idx, record, &layout, config.verify_on_open, false)
         };
-        let n_bytes: u64 = manifest.buckets.iter().map(|record| record.n_cells * layout.cell_len as u64).sum();
-        let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES {
-            true => std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifest.buckets.len()),
-            false => 1,
-        };
         let (live, tables) = match resumed_live {
             Some((live, tables)) => (live, tables),
             None => {
+                // Only here: asking how many cores there are reads the cgroup files, a
+                // dozen system calls that a resume (which reads no table) does not need.
+                let n_bytes: u64 = manifest.buckets.iter().map(|record| record.n_cells * layout.cell_len as u64).sum();
+                let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES {
+                    true => std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifest.buckets.len()),
+                    false => 1,
+                };
                 let tables = Self::open_tables(&manifest, n_threads, open_bucket)?;
                 (LiveState::start(&config.dirs[0], boot_id, &manifest.buckets)?, tables)
             }
