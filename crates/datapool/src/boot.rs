@@ -29,9 +29,23 @@ pub fn boot_id() -> Result<u128> {
 }
 
 fn read_boot_id() -> Result<u128> {
+    use std::io::Read as _;
     let path = Path::new(BOOT_ID_PATH);
-    let text = std::fs::read_to_string(path).map_err(crate::error::io_error("read", path))?;
-    parse_boot_id(&text).ok_or_else(|| Error::Io {
+    // 37 bytes: read into a buffer with room to spare (`read_to_string` asks for the size
+    // and reads in small steps, three more system calls on the way to every open).
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    let mut file = std::fs::File::open(path).map_err(crate::error::io_error("open", path))?;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(crate::error::io_error("read", path)(error)),
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len]).unwrap_or("");
+    parse_boot_id(text).ok_or_else(|| Error::Io {
         op: "parse",
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a UUID"),
