@@ -74,8 +74,9 @@ impl LogWriter {
     /// Takes up the log a killed process left, durable up to `synced_until` (its last
     /// sync): the rest can only lie in the segment holding the log's last byte (a writer
     /// syncs each segment before it writes a later one), so that file is synced with the
-    /// next commit instead of now. `false` (nothing changed) if the log is not as a writer
-    /// leaves it: the caller syncs it now.
+    /// next commit instead of now. `false` (nothing changed) otherwise (`synced_until`
+    /// before that segment, as a kill right after a roll-over can leave it, or the file
+    /// missing): the caller syncs that segment now.
     pub(crate) fn take_up_unsynced(&mut self, segments: &Segments, synced_until: u64) -> bool {
         let log_end = self.written_until;
         if synced_until >= log_end {

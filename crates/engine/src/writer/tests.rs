@@ -54,7 +54,9 @@ fn only_a_log_as_a_writer_leaves_it_is_taken_up() {
     let mut writer = LogWriter::new(800, 0);
     assert!(writer.take_up_unsynced(&segments, 800));
     assert!(writer.unsynced.is_empty());
-    // Unsynced bytes before the last segment: a writer never leaves that.
+    // Durable only up to a point before the last segment: the writer synced the earlier
+    // segments before it wrote the last, but a kill before it noted that leaves this in the
+    // live state. Refused: the open then syncs the last segment itself.
     let mut writer = LogWriter::new(log_end, 0);
     assert!(!writer.take_up_unsynced(&segments, SEGMENT - 8));
     // The last segment's file missing.
