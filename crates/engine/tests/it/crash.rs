@@ -701,19 +701,20 @@ fn a_database_held_by_another_process_is_locked_until_that_process_is_killed() {
     assert_eq!(probe.finish(), ["opened"], "a child opening the database after this process closed it");
 }
 
-/// A killed process's log may end in bytes it wrote to its last segment and never synced.
-/// Taking it up leaves them as they were, known to be unsynced: the open waits for no
-/// fsync, `log_synced_until` is where the killed process had synced to, and the next
-/// commit syncs them (as the killed process's next commit would have).
-#[test]
-fn taking_up_a_killed_process_leaves_its_unsynced_tail_to_the_next_commit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = || Options::new().memory_budget(1 << 20).segment_size(1 << 20).sync_mode(SyncMode::Never);
-    let db = options().open(dir.path()).expect("create");
+/// Small memory and segments, no fsync per write: for the tests of a killed process's
+/// unsynced tail.
+fn unsynced_options() -> Options {
+    Options::new().memory_budget(1 << 20).segment_size(1 << 20).sync_mode(SyncMode::Never)
+}
+
+/// Writes until the background log writer has written every record to the segment files
+/// without syncing the last ones (what a killed process can leave), then kills the
+/// database; returns its stats just before, and the number of `key-…` keys written.
+fn leave_an_unsynced_tail(dir: &Path) -> (talus_engine::Stats, u32) {
+    let db = unsynced_options().open(dir).expect("create");
     db.put(b"first", [1u8; 100]).expect("put");
     db.sync().expect("sync");
-    // Written to the segment file by the background log writer but not synced: what a
-    // killed process can leave. (It writes when a step of the ring is published.)
+    // (The background log writer writes when a step of the ring is published.)
     let mut n_keys = 0u32;
     let left_unsynced = loop {
         assert!(n_keys < 10_000, "the background log writer never caught up with the writes");
@@ -732,9 +733,19 @@ fn taking_up_a_killed_process_leaves_its_unsynced_tail_to_the_next_commit() {
         }
     };
     db.simulate_kill();
+    (left_unsynced, n_keys)
+}
 
+/// A killed process's log may end in bytes it wrote to its last segment and never synced.
+/// Taking it up leaves them as they were, known to be unsynced: the open waits for no
+/// fsync, `log_synced_until` is where the killed process had synced to, and the next
+/// commit syncs them (as the killed process's next commit would have).
+#[test]
+fn taking_up_a_killed_process_leaves_its_unsynced_tail_to_the_next_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (left_unsynced, n_keys) = leave_an_unsynced_tail(dir.path());
     for round in 0..2 {
-        let db = options().open(dir.path()).expect("reopen after the kill");
+        let db = unsynced_options().open(dir.path()).expect("reopen after the kill");
         let stats = db.stats();
         assert!(stats.recovery.resumed, "round {round}: {:?}", stats.recovery);
         assert_eq!(stats.log_tail, left_unsynced.log_tail, "round {round}");
@@ -747,7 +758,7 @@ fn taking_up_a_killed_process_leaves_its_unsynced_tail_to_the_next_commit() {
         db.simulate_kill();
     }
 
-    let db = options().open(dir.path()).expect("reopen");
+    let db = unsynced_options().open(dir.path()).expect("reopen");
     assert!(db.stats().recovery.resumed);
     db.sync().expect("sync");
     let stats = db.stats();
@@ -756,5 +767,28 @@ fn taking_up_a_killed_process_leaves_its_unsynced_tail_to_the_next_commit() {
     // A commit with nothing new leaves nothing to sync.
     db.sync().expect("sync");
     assert_eq!(db.stats().counters.n_syncs, 1);
+    db.close().expect("close");
+}
+
+/// Writes that reach the next segment first sync the one taken up, as the killed process
+/// would have before it wrote there.
+#[test]
+fn taking_up_an_unsynced_tail_syncs_it_before_the_next_segment_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (left_unsynced, _) = leave_an_unsynced_tail(dir.path());
+    let db = unsynced_options().open(dir.path()).expect("reopen after the kill");
+    let stats = db.stats();
+    assert!(stats.recovery.resumed && stats.log_synced_until == left_unsynced.log_synced_until, "{stats:?}");
+    let boundary = left_unsynced.log_tail.next_multiple_of(stats.segment_size);
+    for more in 0.. {
+        assert!(more < 100_000, "the log never reached the next segment's file");
+        if db.stats().log_written_until > boundary {
+            break;
+        }
+        db.put(format!("more-{more}"), [9u8; 1000]).expect("put");
+    }
+    let stats = db.stats();
+    assert!(stats.log_synced_until >= boundary, "synced until {}, boundary {boundary}", stats.log_synced_until);
+    assert_eq!(stats.counters.n_syncs, 0, "no commit: the segment's roll-over synced it");
     db.close().expect("close");
 }
