@@ -545,7 +545,7 @@ impl Db {
             _ => {
                 if !recovery.clean && log_end > 0 && storage.local_dir().is_some() {
                     let first = segments.first_address_of(log_end - 1);
-                    if let Some(file) = segments.file(first) {
+                    if let Some(file) = segments.file(first)? {
                         file.sync_data().map_err(io_error("sync the log", &segment_path(first)))?;
                     }
                 }
@@ -1087,12 +1087,14 @@ impl Candidates {
     }
 }
 
-/// Opens every segment file in the log directory, checking headers. A last segment whose
-/// header never made it to disk (a crash while creating it) is removed.
+/// Registers every segment file in the log directory. Only the last one is opened now (its
+/// header checked): one whose header never made it to disk (a crash while creating it) is
+/// removed. The others are opened, and their headers checked, when first read.
 fn open_segments(storage: &Arc<dyn Storage>, segments: &Segments, names: &[String], manifest: &Manifest) -> Result<()> {
     let mut firsts: Vec<u64> = names.iter().filter_map(|name| parse_segment_name(name)).collect();
     firsts.sort_unstable();
-    for (idx, &first) in firsts.iter().enumerate() {
+    let mut live = Vec::with_capacity(firsts.len());
+    for &first in &firsts {
         let path = segment_path(first);
         if first < manifest.log_begin || manifest.holes.contains(&first) {
             // Compaction took it out of the log, and a crash came before the file was gone.
@@ -1103,22 +1105,27 @@ fn open_segments(storage: &Arc<dyn Storage>, segments: &Segments, names: &[Strin
         if !first.is_multiple_of(manifest.segment_size) {
             return Err(corruption(&path, 0, "segment name is not a multiple of the segment size"));
         }
-        let file = storage.open(&path, false).map_err(io_error("open a segment", &path))?;
-        let mut header = vec![0u8; SEGMENT_HEADER_LEN as usize];
-        let n = file.read_at(&mut header, 0).map_err(io_error("read a segment header", &path))?;
-        header.truncate(n);
-        if let Err(error) = check_header(&header, &path, manifest.segment_size, first, manifest.db_id) {
-            let is_last = idx + 1 == firsts.len();
-            let len = file.len().map_err(io_error("read a segment's length", &path))?;
-            if is_last && len <= SEGMENT_HEADER_LEN && !manifest.clean {
-                tracing::info!(path, "removing a segment whose creation did not finish");
-                storage.remove(&path).map_err(io_error("remove a segment", &path))?;
-                continue;
-            }
-            return Err(error);
-        }
-        segments.insert(first, file);
+        live.push(first);
     }
+    let Some((&last, earlier)) = live.split_last() else { return Ok(()) };
+    for &first in earlier {
+        segments.insert_listed(first);
+    }
+    let path = segment_path(last);
+    let file = storage.open(&path, false).map_err(io_error("open a segment", &path))?;
+    let mut header = vec![0u8; SEGMENT_HEADER_LEN as usize];
+    let n = file.read_at(&mut header, 0).map_err(io_error("read a segment header", &path))?;
+    header.truncate(n);
+    if let Err(error) = check_header(&header, &path, manifest.segment_size, last, manifest.db_id) {
+        let len = file.len().map_err(io_error("read a segment's length", &path))?;
+        if len <= SEGMENT_HEADER_LEN && !manifest.clean {
+            tracing::info!(path, "removing a segment whose creation did not finish");
+            storage.remove(&path).map_err(io_error("remove a segment", &path))?;
+            return Ok(());
+        }
+        return Err(error);
+    }
+    segments.insert(last, file);
     Ok(())
 }
 
@@ -1132,7 +1139,7 @@ fn check_clean_log_end(segments: &Segments, log_end: u64) -> Result<()> {
         };
     };
     let path = segment_path(last);
-    let file = segments.file(last).expect("listed");
+    let file = segments.file(last)?.expect("listed");
     let len = file.len().map_err(io_error("read a segment's length", &path))?;
     let data_end = last + len.saturating_sub(SEGMENT_HEADER_LEN);
     // A trailing filler leaves the file shorter than the log's end; a longer file means
@@ -1678,7 +1685,7 @@ impl Inner {
             })
             .collect();
         let log_disk_bytes =
-            self.segments.first_addresses().into_iter().filter_map(|first| self.segments.file(first)?.len().ok()).sum();
+            self.segments.first_addresses().into_iter().filter_map(|first| self.segments.file_len(first)).sum();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
             n_keys: self.index.len(),

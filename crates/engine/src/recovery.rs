@@ -146,9 +146,10 @@ impl Rebuild<'_> {
             .copied()
             .filter(|&first| first < self.log_begin || self.segments.is_hole(first))
             .collect();
-        let lost = meta.segments.iter().find(|&&first| {
-            first >= self.log_begin && !self.segments.is_hole(first) && self.segments.file(first).is_none()
-        });
+        let lost = meta
+            .segments
+            .iter()
+            .find(|&&first| first >= self.log_begin && !self.segments.is_hole(first) && !self.segments.contains(first));
         if let Some(&lost) = lost {
             // Not removed by compaction, yet missing: the log is damaged (the whole-log
             // replay reports it where it is).
@@ -458,7 +459,7 @@ pub(crate) fn scan_log(
         }
         expected_first = first + segment_size;
         let is_last = idx + 1 == firsts.len();
-        let file = segments.file(first).expect("listed segments are open");
+        let file = segments.file(first)?.expect("listed segments stay listed while the log is read at open");
         tracing::info!(
             segment = idx + 1,
             n_segments = firsts.len(),
@@ -620,7 +621,7 @@ fn finish_cut(
     let mut old_end = damage.first + data_end_before_zeros(&mut reader, damage.at)?;
     for &later in &firsts_from_here[1..] {
         let path = segment_path(later);
-        let file = segments.file(later).expect("listed segments are open");
+        let file = segments.file(later)?.expect("listed segments stay listed while the log is read at open");
         let mut later_reader = SegmentReader::new(file, path)?;
         old_end = later + data_end_before_zeros(&mut later_reader, 0)?;
         if valid_after.is_none() && valid_record_from(&mut later_reader, 0, segment_size)?.is_some() {
@@ -725,7 +726,22 @@ pub(crate) fn walk_log(
         }
         expected = first + segment_size;
         let path = segment_path(first);
-        let Some(file) = segments.file(first) else {
+        let file = match segments.file(first) {
+            Ok(file) => file,
+            // Its header does not match: none of its bytes can be trusted.
+            Err(Error::Corruption { .. }) => {
+                visit(Found::Damage(Damage {
+                    address: first.max(from),
+                    file: path.clone(),
+                    offset: SEGMENT_HEADER_LEN + (first.max(from) - first),
+                    n_bytes: (first + segment_size).min(to) - first.max(from),
+                    reason: "the segment's header is damaged or belongs to another database",
+                }))?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(file) = file else {
             // Removed since it was listed (compaction retired it): no longer part of the log.
             if !segments.is_hole(first) {
                 missing(visit, first, first.max(from), (first + segment_size).min(to))?;
@@ -788,7 +804,7 @@ fn log_bytes_in_files(segments: &Segments) -> u64 {
     segments
         .first_addresses()
         .iter()
-        .filter_map(|&first| segments.file(first)?.len().ok())
+        .filter_map(|&first| segments.file_len(first))
         .map(|len| len.saturating_sub(SEGMENT_HEADER_LEN))
         .sum()
 }
@@ -799,7 +815,7 @@ pub(crate) fn truncate_at(segments: &Segments, address: u64, firsts: &[u64]) -> 
     for &later in firsts.iter().filter(|&&later| later > first) {
         segments.remove(later)?;
     }
-    if let Some(file) = segments.file(first) {
+    if let Some(file) = segments.file(first)? {
         let path = segment_path(first);
         file.set_len(SEGMENT_HEADER_LEN + (address - first)).map_err(io_error("truncate the log", &path))?;
         file.sync_data().map_err(io_error("sync the truncated log", &path))?;
@@ -815,7 +831,7 @@ pub(crate) fn estimate_records(segments: &Segments) -> u64 {
     const SAMPLE: usize = 1 << 20;
     let firsts = segments.first_addresses();
     let log_bytes = log_bytes_in_files(segments);
-    let Some(file) = firsts.first().and_then(|&first| segments.file(first)) else { return 0 };
+    let Some(file) = firsts.first().and_then(|&first| segments.file(first).ok().flatten()) else { return 0 };
     let mut sample = vec![0u8; SAMPLE.min(segments.segment_size as usize)];
     let Ok(n) = file.read_at(&mut sample, SEGMENT_HEADER_LEN) else { return 0 };
     let (mut at, mut n_records) = (0usize, 0u64);

@@ -86,14 +86,23 @@ pub(crate) fn check_header(bytes: &[u8], path: &str, segment_size: u64, first_ad
     Ok(())
 }
 
-/// The open segment files, by first address, and the holes compaction left.
+/// A segment the log directory listed: opened (and its header checked) on first use, so an
+/// open that takes a database up reads no segment it does not need.
+#[derive(Debug)]
+enum Slot {
+    Listed,
+    Open(Arc<dyn StorageFile>),
+}
+
+/// The segment files, by first address, and the holes compaction left.
 #[derive(Debug)]
 pub(crate) struct Segments {
     storage: Arc<dyn Storage>,
     pub(crate) segment_size: u64,
     db_id: u64,
-    /// Open files, including retired ones not yet unlinked (iterators may still read them).
-    files: RwLock<BTreeMap<u64, Arc<dyn StorageFile>>>,
+    /// Every segment file, including retired ones not yet unlinked (iterators may still
+    /// read them).
+    files: RwLock<BTreeMap<u64, Slot>>,
     /// Segments compaction retired: no longer part of the log (their absence is no damage).
     holes: RwLock<BTreeSet<u64>>,
 }
@@ -146,9 +155,14 @@ impl Segments {
         address - address % self.segment_size
     }
 
-    /// Registers an existing segment file.
+    /// Registers an open segment file.
     pub(crate) fn insert(&self, first_address: u64, file: Arc<dyn StorageFile>) {
-        self.files.write().insert(first_address, file);
+        self.files.write().insert(first_address, Slot::Open(file));
+    }
+
+    /// Registers a segment file the log directory lists, to be opened on first use.
+    pub(crate) fn insert_listed(&self, first_address: u64) {
+        self.files.write().entry(first_address).or_insert(Slot::Listed);
     }
 
     pub(crate) fn remove(&self, first_address: u64) -> Result<()> {
@@ -163,19 +177,56 @@ impl Segments {
         self.files.read().keys().copied().filter(|first| !holes.contains(first)).collect()
     }
 
+    /// Whether the log has a file for the segment at `first_address` (opened or not).
+    pub(crate) fn contains(&self, first_address: u64) -> bool {
+        self.files.read().contains_key(&first_address)
+    }
+
     /// Segments in the log.
     pub(crate) fn len(&self) -> usize {
         self.first_addresses().len()
     }
 
-    pub(crate) fn file(&self, first_address: u64) -> Option<Arc<dyn StorageFile>> {
-        self.files.read().get(&first_address).cloned()
+    /// The segment file for `first_address`, if the log has one: opened and its header
+    /// checked the first time it is asked for.
+    ///
+    /// # Errors
+    ///
+    /// I/O opening or reading the file; [`Error::Corruption`](crate::Error::Corruption) for a
+    /// header that does not match the database (a listed file is then reported again at
+    /// every use).
+    pub(crate) fn file(&self, first_address: u64) -> Result<Option<Arc<dyn StorageFile>>> {
+        match self.files.read().get(&first_address) {
+            Some(Slot::Open(file)) => return Ok(Some(Arc::clone(file))),
+            Some(Slot::Listed) => {}
+            None => return Ok(None),
+        }
+        // Once per segment: under the write lock, so it is opened once (and a removal
+        // waits for it).
+        let mut files = self.files.write();
+        let Some(slot) = files.get_mut(&first_address) else { return Ok(None) };
+        if let Slot::Open(file) = slot {
+            return Ok(Some(Arc::clone(file)));
+        }
+        let path = segment_path(first_address);
+        let file = self.storage.open(&path, false).map_err(io_error("open a segment", &path))?;
+        let mut header = vec![0u8; SEGMENT_HEADER_LEN as usize];
+        let n = file.read_at(&mut header, 0).map_err(io_error("read a segment header", &path))?;
+        header.truncate(n);
+        check_header(&header, &path, self.segment_size, first_address, self.db_id)?;
+        *slot = Slot::Open(Arc::clone(&file));
+        Ok(Some(file))
+    }
+
+    /// The file's length, `None` if the segment has none or it cannot be read (for figures).
+    pub(crate) fn file_len(&self, first_address: u64) -> Option<u64> {
+        self.file(first_address).ok().flatten()?.len().ok()
     }
 
     /// The segment file for `first_address`, created (header written and synced, directory
     /// entry durable) if it does not exist yet.
     pub(crate) fn file_or_create(&self, first_address: u64) -> Result<Arc<dyn StorageFile>> {
-        if let Some(file) = self.file(first_address) {
+        if let Some(file) = self.file(first_address)? {
             return Ok(file);
         }
         let path = segment_path(first_address);
@@ -192,7 +243,7 @@ impl Segments {
     pub(crate) fn read_payload(&self, address: u64) -> Result<Vec<u8>> {
         let first = self.first_address_of(address);
         let path = segment_path(first);
-        let Some(file) = self.file(first) else {
+        let Some(file) = self.file(first)? else {
             return Err(corruption(&path, 0, format!("segment for address {address} is missing")));
         };
         let offset = SEGMENT_HEADER_LEN + (address - first);

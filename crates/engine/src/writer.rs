@@ -61,7 +61,7 @@ impl LogWriter {
     /// clean close cuts what is left, as if this writer had written them.
     pub(crate) fn adopt_preallocation(&mut self, segments: &Segments, log_end: u64) -> Result<()> {
         let first_address = segments.first_address_of(log_end);
-        let Some(file) = segments.file(first_address) else { return Ok(()) };
+        let Some(file) = segments.file(first_address)? else { return Ok(()) };
         let path = segment_path(first_address);
         let file_len = file.len().map_err(io_error("read a segment's length", &path))?;
         let data_end = SEGMENT_HEADER_LEN + (log_end - first_address);
@@ -86,7 +86,7 @@ impl LogWriter {
         if synced_until < first_address {
             return false;
         }
-        let Some(file) = segments.file(first_address) else { return false };
+        let Ok(Some(file)) = segments.file(first_address) else { return false };
         self.synced_until = synced_until;
         self.unsynced.push((first_address, file));
         true

@@ -421,7 +421,7 @@ impl Inner {
         // The copies must be durable before the segment leaves the log.
         let published = self.published_until.load(Ordering::Acquire);
         self.wait_durable(published)?;
-        let file_bytes = self.segments.file(first).and_then(|file| file.len().ok()).unwrap_or(0);
+        let file_bytes = self.segments.file_len(first).unwrap_or(0);
         self.retire_segment(first)?;
         report.n_segments_compacted += 1;
         report.n_bytes_reclaimed += file_bytes;

@@ -608,3 +608,39 @@ fn damaged_segment_header_is_a_typed_error() {
     let result = open_mem(options(SyncMode::Always), &storage, &index_dir);
     assert!(matches!(result, Err(Error::Corruption { .. })), "a middle segment missing: {result:?}");
 }
+
+/// An open that rebuilds nothing opens only the last segment: a damaged header in an
+/// earlier one is a typed error when a read first needs that segment, and `verify`
+/// reports it, never a panic or a wrong value.
+#[test]
+fn damaged_header_of_a_segment_not_read_at_open_is_a_typed_error_at_its_first_read() {
+    let dir = fast_tempdir();
+    let index_dir = dir.path().join("index");
+    let storage = three_segments(&index_dir).restore();
+    let db = open_mem(options(SyncMode::Always), &storage, &index_dir).expect("open and rebuild");
+    let n_keys = db.stats().n_keys;
+    db.close().expect("close");
+    let snapshot = Snapshot::take(&storage);
+    let paths = snapshot.segment_paths();
+    assert_eq!(paths.len(), 3);
+    for bit in (0..SEGMENT_HEADER_USED as u64 * 8).step_by(7) {
+        let storage = snapshot.restore();
+        flip_bit(&storage, &paths[0], bit / 8, bit % 8);
+        let mut db =
+            open_mem(options(SyncMode::Always), &storage, &index_dir).expect("a clean open reads no old segment");
+        for _ in 0..2 {
+            let result = db.get(1u64.to_le_bytes());
+            assert_corruption_at(result, &paths[0], 0..1, &format!("bit {bit} flipped: the first key"));
+        }
+        let last = db.get(n_keys.to_le_bytes()).expect("the last segment reads");
+        assert_eq!(last, Some(pattern(8 << 10, n_keys)), "bit {bit} flipped: the last key");
+        let report = db.verify().expect("verify");
+        assert!(!report.is_ok(), "bit {bit} flipped: verify finds nothing");
+        assert!(
+            report.problems.iter().any(|problem| format!("{problem:?}").contains(&paths[0])),
+            "bit {bit} flipped: verify does not name {}: {:?}",
+            paths[0],
+            report.problems
+        );
+    }
+}
