@@ -42,5 +42,6 @@ pub use header::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATA_LEN, 
 pub use memory::{Memory, MemoryOptions};
 pub use mmap_file::{Access, MmapFile, MmapFileOptions};
 pub use pool::Datapool;
+pub use pool_file::open_noatime;
 pub use prefetch::prefetch;
 pub use shared::SharedMmapFile;

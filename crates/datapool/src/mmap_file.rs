@@ -11,7 +11,7 @@ use crate::checksum::{DataHasher, data_checksum, load_and_hash, words_checksum};
 use crate::error::{Error, Result, io_error};
 use crate::header::{HEADER_LEN, PoolHeader, check_data_len, file_len, now_unix_ns, padded_len};
 use crate::pool::Datapool;
-use crate::pool_file::{create_pool_file, read_and_check_header};
+use crate::pool_file::{create_pool_file, open_noatime, read_and_check_header};
 
 /// Below this data length, `flush` syncs and hashes on the calling thread; above it, the two
 /// run side by side.
@@ -166,7 +166,7 @@ impl MmapFileOptions {
         let path = path.as_ref();
         let started = Instant::now();
         check_data_len(data_len)?;
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_error("open", path))?;
+        let file = open_noatime(OpenOptions::new().read(true).write(true), path).map_err(io_error("open", path))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: path.to_path_buf() }),

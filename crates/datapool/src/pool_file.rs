@@ -68,6 +68,24 @@ impl Drop for RemoveOnDrop<'_> {
     }
 }
 
+/// Opens `path` with `O_NOATIME` where the kernel allows it (the file's owner), else
+/// without. A storage file's access time means nothing, and on a file system mounted
+/// `relatime` (the default) updating it costs a journal transaction at the first read of a
+/// file written since it was last read: every file a reopen reads. Pools are opened so;
+/// exported for the other files of a store built on pools.
+///
+/// # Errors
+///
+/// As [`OpenOptions::open`].
+pub fn open_noatime(options: &OpenOptions, path: &Path) -> io::Result<File> {
+    let mut noatime = options.clone();
+    noatime.custom_flags(libc::O_NOATIME);
+    match noatime.open(path) {
+        Err(error) if error.raw_os_error() == Some(libc::EPERM) => options.open(path),
+        opened => opened,
+    }
+}
+
 /// Opens with `O_DIRECT` when `direct` is asked for and the file system accepts it, else
 /// buffered. Returns whether the file is in direct mode.
 pub(crate) fn open_maybe_direct(options: &OpenOptions, path: &Path, direct: bool) -> io::Result<(File, bool)> {
@@ -84,7 +102,7 @@ pub(crate) fn open_maybe_direct(options: &OpenOptions, path: &Path, direct: bool
             Err(error) => return Err(error),
         }
     }
-    Ok((options.open(path)?, false))
+    Ok((open_noatime(options, path)?, false))
 }
 
 /// Whether an error is the kernel refusing an `O_DIRECT` transfer (alignment or file system).

@@ -85,7 +85,10 @@ impl Storage for FsStorage {
         let full = self.path(path);
         // (Asked only when it matters: opening the log's segments is most of a reopen.)
         let existed = create && full.exists();
-        let file = OpenOptions::new().read(true).write(true).create(create).mode(FILE_MODE).open(&full)?;
+        let file = talus_datapool::open_noatime(
+            OpenOptions::new().read(true).write(true).create(create).mode(FILE_MODE),
+            &full,
+        )?;
         if create && !existed {
             self.sync_parent(path)?;
         }
@@ -94,7 +97,7 @@ impl Storage for FsStorage {
 
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        File::open(self.path(path))?.read_to_end(&mut bytes)?;
+        talus_datapool::open_noatime(OpenOptions::new().read(true), &self.path(path))?.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
