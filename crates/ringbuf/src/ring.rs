@@ -197,7 +197,9 @@ impl Ring {
             pins: Pins::new(),
             reclaim_lock: Mutex::new(()),
             evicting: AtomicBool::new(false),
-            starts: (0..n_start_words).map(|_| StdAtomicU64::new(0)).collect(),
+            // Zeroed by the allocator (fresh pages from the kernel for a large ring), not
+            // word by word: a 256 MiB ring has a 4 MiB bitmap that an open need not touch.
+            starts: bytemuck::zeroed_slice_box(n_start_words),
             free_lists: config.reuse_freed.then(|| FreeLists::new(config.page_size)),
             counters: Counters::default(),
         }
