@@ -202,17 +202,23 @@ impl LiveState {
         for stripe in 0..self.n_stripes {
             self.store_changed(self.stripe_word(stripe), 0);
         }
-        let mut slots = vec![[0u64; SLOT_WORDS]; N_SLOTS];
-        for segment in usage {
-            let slot = &mut slots[self.slot_of(segment.first_address)];
-            if slot[0] != 0 {
-                self.word(OVERFLOW).store(1, Ordering::Relaxed);
-                continue;
+        // Each slot's words as they should be: the first segment of that slot in `usage`
+        // (a later one overflows), else zeros. Walked in slot order, with no table of
+        // every slot built on the way.
+        let mut by_slot: Vec<(usize, &SegmentUsage)> =
+            usage.iter().map(|segment| (self.slot_of(segment.first_address), segment)).collect();
+        by_slot.sort_by_key(|&(slot, _)| slot);
+        let mut next = by_slot.iter().peekable();
+        for idx in 0..N_SLOTS {
+            let mut words = [0u64; SLOT_WORDS];
+            if let Some(&(_, segment)) = next.next_if(|&&(slot, _)| slot == idx) {
+                words = [segment.first_address + 1, segment.written_bytes, segment.live_bytes, segment.tombstone_bytes];
             }
-            *slot = [segment.first_address + 1, segment.written_bytes, segment.live_bytes, segment.tombstone_bytes];
-        }
-        for (idx, slot) in slots.iter().enumerate() {
-            for (field, &value) in slot.iter().enumerate() {
+            if next.next_if(|&&(slot, _)| slot == idx).is_some() {
+                self.word(OVERFLOW).store(1, Ordering::Relaxed);
+                while next.next_if(|&&(slot, _)| slot == idx).is_some() {}
+            }
+            for (field, &value) in words.iter().enumerate() {
                 self.store_changed(self.slot_word(idx, field), value);
             }
         }

@@ -91,3 +91,31 @@ fn only_a_quiet_state_of_this_boot_and_database_is_resumable() {
     assert!(quiet().expect("valid").resumable(Some(BOOT), 78, SEGMENT, 1024).is_err(), "another database");
     assert!(quiet().expect("valid").resumable(Some(BOOT), 77, 2 * SEGMENT, 1024).is_err(), "another segment size");
 }
+
+/// `start` gives each segment the slot of its number modulo `N_SLOTS`: a second segment
+/// for a slot already taken overflows (no take-up), and a slot `start` does not fill is
+/// cleared of what an earlier run left there.
+#[test]
+fn start_fills_each_slot_once_and_clears_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (live, _) = LiveState::open(dir.path(), 1024, SEGMENT).expect("create");
+    live.start(Some(BOOT), 77, (1000, 1000), 5, &[usage(0), usage(5 * SEGMENT), usage(9 * SEGMENT)]);
+    drop(live);
+    let snapshot = reopened(dir.path()).expect("valid");
+    assert!(!snapshot.overflow);
+    let mut firsts: Vec<u64> = snapshot.usage.iter().map(|segment| segment.first_address).collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, [0, 5 * SEGMENT, 9 * SEGMENT]);
+
+    // Started again (after a reopen) with other segments: slot 5 keeps its segment, slot 9
+    // is cleared, and segment N_SLOTS + 5 has no slot of its own.
+    let (live, _) = LiveState::open(dir.path(), 1024, SEGMENT).expect("reopen");
+    let wrapped = (N_SLOTS as u64 + 5) * SEGMENT;
+    live.start(Some(BOOT), 77, (1000, 1000), 5, &[usage(5 * SEGMENT), usage(wrapped), usage(7 * SEGMENT)]);
+    drop(live);
+    let snapshot = reopened(dir.path()).expect("valid");
+    assert!(snapshot.overflow, "two segments for slot 5");
+    let mut firsts: Vec<u64> = snapshot.usage.iter().map(|segment| segment.first_address).collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, [5 * SEGMENT, 7 * SEGMENT], "slot 5 keeps the first, slot 9 is cleared");
+}
