@@ -21,9 +21,7 @@ use crate::live::LiveState;
 use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
 use crate::options::{CompactionOptions, Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
-use crate::recovery::{
-    KeyHash, Rebuild, discard_index_dir, insert_new, leftover_discarded_dirs, remove_discarded, truncate_at,
-};
+use crate::recovery::{Discarded, KeyHash, Rebuild, discard_index_dir, insert_new, truncate_at};
 use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
 use crate::stats::{Counters, RecoveryStats, SegmentStats, Stats};
 use crate::storage::{Storage, StorageLock};
@@ -136,7 +134,7 @@ struct Inner {
     /// Where index checkpoints go.
     checkpoint_dir: PathBuf,
     /// Old index directories still to remove.
-    discarded: Mutex<Vec<PathBuf>>,
+    discarded: Discarded,
     /// Iterators hold it shared (they may read records through addresses compaction has
     /// since moved); a retired segment's file is removed only while it is held exclusively.
     removal_barrier: RwLock<()>,
@@ -419,7 +417,7 @@ impl Db {
         let checkpoints = list_checkpoints(&checkpoint_dir)?;
         // Index directories moved aside (by this open, or by an earlier one that did not get
         // to remove them): removed by the maintenance thread, or at close.
-        let discarded = Mutex::new(leftover_discarded_dirs(&index_dir));
+        let discarded = Discarded::new(&index_dir);
         // Checkpoints this open used up (its index became the index) or found unusable.
         let mut used_up: Vec<PathBuf> = Vec::new();
         let resumed_synced_until = resumed.as_ref().map(|(_, resumable)| resumable.synced_until);
@@ -1653,7 +1651,7 @@ impl Inner {
         drop(_append);
         // Retired segments an iterator kept alive (no iterator outlives the database).
         self.remove_pending_segments(true)?;
-        remove_discarded(&self.discarded);
+        self.discarded.remove_all();
         Ok(())
     }
 

@@ -31,7 +31,7 @@ pub(crate) struct Rebuild<'a> {
     pub(crate) repair: bool,
     pub(crate) complete_until: u64,
     /// Index directories moved out of the way, to be removed later (off the open's path).
-    pub(crate) discarded: &'a Mutex<Vec<PathBuf>>,
+    pub(crate) discarded: &'a Discarded,
 }
 
 /// What a rebuild produced.
@@ -205,10 +205,55 @@ pub(crate) fn remove_index_dir(index_dir: &Path) -> Result<()> {
 /// The prefix of the names index directories get when they are moved out of the way.
 pub(crate) const DISCARDED_SUFFIX: &str = "discarded-";
 
+/// Index directories moved out of the way, to be removed later (off the open's path):
+/// the ones this run moved aside, and the ones an earlier run moved aside and did not get
+/// to remove, found by listing the index directory's parent at the first removal (not at
+/// open, where that listing would cost a reopen a few system calls for nothing).
+pub(crate) struct Discarded {
+    index_dir: PathBuf,
+    /// Whether the earlier runs' leftovers were listed yet, and the directories to remove.
+    dirs: Mutex<(bool, Vec<PathBuf>)>,
+}
+
+impl Discarded {
+    pub(crate) fn new(index_dir: &Path) -> Discarded {
+        Discarded { index_dir: index_dir.to_path_buf(), dirs: Mutex::new((false, Vec::new())) }
+    }
+
+    fn push(&self, dir: PathBuf) {
+        self.dirs.lock().1.push(dir);
+    }
+
+    /// Removes every directory moved aside, listing the earlier runs' ones first if not
+    /// done yet (errors are logged: they are tried again at the next open).
+    pub(crate) fn remove_all(&self) {
+        let dirs = {
+            let mut guard = self.dirs.lock();
+            let (listed, dirs) = &mut *guard;
+            if !*listed {
+                *listed = true;
+                for dir in leftover_discarded_dirs(&self.index_dir) {
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+            }
+            std::mem::take(dirs)
+        };
+        for dir in dirs {
+            if let Err(error) = std::fs::remove_dir_all(&dir)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(%error, dir = %dir.display(), "removing an old index failed");
+            }
+        }
+    }
+}
+
 /// Moves the index directory out of the way (renamed beside it, `<index>.discarded-N`) and
 /// lists it in `discarded` for removal later: removing a large index takes a while, and an
 /// open after a crash should not wait for it.
-pub(crate) fn discard_index_dir(index_dir: &Path, discarded: &Mutex<Vec<PathBuf>>) -> Result<()> {
+pub(crate) fn discard_index_dir(index_dir: &Path, discarded: &Discarded) -> Result<()> {
     if !index_dir.exists() {
         return Ok(());
     }
@@ -223,7 +268,7 @@ pub(crate) fn discard_index_dir(index_dir: &Path, discarded: &Mutex<Vec<PathBuf>
         }
         return match std::fs::rename(index_dir, &target) {
             Ok(()) => {
-                discarded.lock().push(target);
+                discarded.push(target);
                 Ok(())
             }
             Err(_) => remove_index_dir(index_dir),
@@ -233,7 +278,7 @@ pub(crate) fn discard_index_dir(index_dir: &Path, discarded: &Mutex<Vec<PathBuf>
 }
 
 /// Index directories an earlier run moved out of the way and did not get to remove.
-pub(crate) fn leftover_discarded_dirs(index_dir: &Path) -> Vec<PathBuf> {
+fn leftover_discarded_dirs(index_dir: &Path) -> Vec<PathBuf> {
     let (Some(parent), Some(name)) = (index_dir.parent(), index_dir.file_name()) else { return Vec::new() };
     let prefix = format!("{}.{DISCARDED_SUFFIX}", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
@@ -242,17 +287,6 @@ pub(crate) fn leftover_discarded_dirs(index_dir: &Path) -> Vec<PathBuf> {
         .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
         .map(|entry| entry.path())
         .collect()
-}
-
-/// Removes the directories [`discard_index_dir`] moved aside (errors are logged: they are
-/// tried again at the next open).
-pub(crate) fn remove_discarded(discarded: &Mutex<Vec<PathBuf>>) {
-    let dirs = std::mem::take(&mut *discarded.lock());
-    for dir in dirs {
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(%error, dir = %dir.display(), "removing an old index failed");
-        }
-    }
 }
 
 /// What `repair` cut away.

@@ -287,7 +287,7 @@ pub(super) fn spawn_maintenance_thread(inner: Arc<Inner>) -> Result<JoinHandle<(
 
 impl Inner {
     fn background_tick(&self) {
-        crate::recovery::remove_discarded(&self.discarded);
+        self.discarded.remove_all();
         if self.poisoned.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire) {
             return;
         }

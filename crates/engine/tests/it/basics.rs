@@ -196,3 +196,39 @@ fn periodic_sync_makes_writes_durable_in_the_background() {
     assert!(db.stats().recovery.clean);
     assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
 }
+
+/// An index directory an earlier run moved aside (to rebuild) and did not get to remove is
+/// removed by a later run: by its maintenance thread while it is open, or at its close.
+#[test]
+fn index_directories_an_earlier_run_left_aside_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leftover = |n: u32| {
+        let aside = dir.path().join(format!("index.discarded-{n}"));
+        std::fs::create_dir_all(&aside).expect("create a leftover");
+        std::fs::write(aside.join("bucket-00000-g0000000000.pool"), b"old").expect("write a leftover");
+        aside
+    };
+    let db = small().open(dir.path()).expect("create");
+    db.put(b"k", b"v").expect("put");
+    db.close().expect("close");
+
+    // Without a maintenance thread: at close.
+    let aside = leftover(3);
+    let quiet = small().background_compaction(false).checkpoint_every_bytes(0).checkpoint_interval(None);
+    let db = quiet.open(dir.path()).expect("reopen");
+    assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+    db.close().expect("close");
+    assert!(!aside.exists(), "removed at close");
+
+    // With one: while open.
+    let aside = leftover(4);
+    let db = small().open(dir.path()).expect("reopen");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while aside.exists() {
+        assert!(std::time::Instant::now() < deadline, "the maintenance thread did not remove {}", aside.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+    db.close().expect("close");
+    assert!(dir.path().join("index").is_dir(), "the index itself stays");
+}
