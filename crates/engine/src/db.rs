@@ -22,7 +22,7 @@ use crate::manifest::{MANIFEST_PATH, Manifest, now_unix_ns, random_u64};
 use crate::options::{CompactionOptions, Layout, Options, SyncMode};
 use crate::record::{self, FLAG_BATCH, FLAG_BATCH_END, MAX_KEY_LEN, Record, RecordKind};
 use crate::recovery::{Discarded, KeyHash, Rebuild, discard_index_dir, insert_new, truncate_at};
-use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, check_header, parse_segment_name, segment_path};
+use crate::segment::{LOG_DIR, SEGMENT_HEADER_LEN, Segments, parse_segment_name, segment_path};
 use crate::stats::{Counters, RecoveryStats, SegmentStats, Stats};
 use crate::storage::{Storage, StorageLock};
 use crate::usage::{BatchUsage, UsageTable, entry_size};
@@ -1105,26 +1105,23 @@ fn open_segments(storage: &Arc<dyn Storage>, segments: &Segments, names: &[Strin
         }
         live.push(first);
     }
-    let Some((&last, earlier)) = live.split_last() else { return Ok(()) };
-    for &first in earlier {
+    for &first in &live {
         segments.insert_listed(first);
     }
-    let path = segment_path(last);
-    let file = storage.open(&path, false).map_err(io_error("open a segment", &path))?;
-    let mut header = vec![0u8; SEGMENT_HEADER_LEN as usize];
-    let n = file.read_at(&mut header, 0).map_err(io_error("read a segment header", &path))?;
-    header.truncate(n);
-    if let Err(error) = check_header(&header, &path, manifest.segment_size, last, manifest.db_id) {
-        let len = file.len().map_err(io_error("read a segment's length", &path))?;
-        if len <= SEGMENT_HEADER_LEN && !manifest.clean {
+    let Some(&last) = live.last() else { return Ok(()) };
+    match segments.file(last) {
+        Err(error @ Error::Corruption { .. }) => {
+            let path = segment_path(last);
+            let file = storage.open(&path, false).map_err(io_error("open a segment", &path))?;
+            let len = file.len().map_err(io_error("read a segment's length", &path))?;
+            if len > SEGMENT_HEADER_LEN || manifest.clean {
+                return Err(error);
+            }
             tracing::info!(path, "removing a segment whose creation did not finish");
-            storage.remove(&path).map_err(io_error("remove a segment", &path))?;
-            return Ok(());
+            segments.remove(last)
         }
-        return Err(error);
+        opened => opened.map(drop),
     }
-    segments.insert(last, file);
-    Ok(())
 }
 
 /// After a clean close the log ends exactly at the recorded end.

@@ -609,6 +609,35 @@ fn damaged_segment_header_is_a_typed_error() {
     assert!(matches!(result, Err(Error::Corruption { .. })), "a middle segment missing: {result:?}");
 }
 
+/// A crash while a segment was being created can leave it without a whole header: after
+/// a crash such a last segment is removed (it held no record), after a clean close it is
+/// damage.
+#[test]
+fn a_last_segment_without_a_whole_header_is_removed_after_a_crash_only() {
+    let dir = fast_tempdir();
+    let index_dir = dir.path().join("index");
+    let crashed = three_segments(&index_dir);
+    let expected = state_of(&open_mem(options(SyncMode::Always), &crashed.restore(), &index_dir).expect("reopen"));
+    let storage = crashed.restore();
+    let db = open_mem(options(SyncMode::Always), &storage, &index_dir).expect("reopen");
+    db.close().expect("close");
+    let clean = Snapshot::take(&storage);
+    let half_created = segment_path(3 * SEGMENT_SIZE);
+    for len in [0, 20, SEGMENT_HEADER_USED - 1] {
+        let storage = crashed.restore();
+        storage.set_file_contents(&half_created, &vec![0u8; len]);
+        let db = open_mem(options(SyncMode::Always), &storage, &index_dir).expect("a crash's half-created segment");
+        assert!(!storage.file_paths().contains(&half_created), "{len} bytes: removed");
+        assert_eq!(state_of(&db), expected, "{len} bytes: every record still there");
+        drop(db);
+
+        let storage = clean.restore();
+        storage.set_file_contents(&half_created, &vec![0u8; len]);
+        let result = open_mem(options(SyncMode::Always), &storage, &index_dir);
+        assert_corruption_at(result, &half_created, 0..1, &format!("{len} bytes after a clean close"));
+    }
+}
+
 /// An open that rebuilds nothing opens only the last segment: a damaged header in an
 /// earlier one is a typed error when a read first needs that segment, and `verify`
 /// reports it, never a panic or a wrong value.
