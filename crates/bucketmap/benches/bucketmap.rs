@@ -1,9 +1,11 @@
 //! Point operations on a populated index, side by side in one run with `hashbrown::HashMap`
-//! (the in-memory upper bound) and `atlas-bucket-map` (the Solana-derived bucket map, with
-//! 32-byte keys): get (hit and miss), insert of new keys, update of existing ones.
+//! (the in-memory upper bound, with `u64` and 32-byte keys) and `atlas-bucket-map` (the
+//! Solana-derived bucket map, with 32-byte keys): get (hit and miss), insert of new keys,
+//! update of existing ones.
 //!
 //! `cargo bench -p talus-bucketmap --bench bucketmap` (sizes from `TALUS_BENCH_SIZES`,
-//! default `1000000,10000000`). Each measured batch is 10,000 operations on random keys;
+//! default `1000000,10000000`; Talus maps with `2^TALUS_BENCH_BUCKET_BITS` buckets, default
+//! 64). Each measured batch is 10,000 operations on random keys;
 //! inserted keys are removed again, untimed, so every batch sees the same size. Bytes per
 //! entry on disk are printed once per map.
 
@@ -48,6 +50,11 @@ fn selected(name: &str) -> bool {
 fn file_huge_pages() -> String {
     let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     rollup.lines().find(|line| line.starts_with("FilePmdMapped:")).unwrap_or("FilePmdMapped: unknown").to_owned()
+}
+
+/// `2^bits` buckets for the Talus maps: `TALUS_BENCH_BUCKET_BITS`, default 6.
+fn bucket_bits() -> u32 {
+    std::env::var("TALUS_BENCH_BUCKET_BITS").ok().and_then(|bits| bits.trim().parse().ok()).unwrap_or(6)
 }
 
 fn disk_bytes(dir: &std::path::Path) -> u64 {
@@ -162,7 +169,10 @@ fn bucketmap(c: &mut Criterion) {
         let group = format!("n{n}");
         if selected("talus_u64") {
             let dir = tempfile::tempdir().expect("temp dir");
-            let config = BucketMapConfig::new(dir.path()).bucket_bits(6).initial_cells_log2(10).verify_on_open(false);
+            let config = BucketMapConfig::new(dir.path())
+                .bucket_bits(bucket_bits())
+                .initial_cells_log2(10)
+                .verify_on_open(false);
             let mut talus = Talus(BucketMap::create(config).expect("create"), key64 as fn(u64) -> u64);
             (0..n).for_each(|k| talus.insert(k));
             eprintln!(
@@ -179,7 +189,10 @@ fn bucketmap(c: &mut Criterion) {
         }
         if selected("talus_key32") {
             let dir = tempfile::tempdir().expect("temp dir");
-            let config = BucketMapConfig::new(dir.path()).bucket_bits(6).initial_cells_log2(10).verify_on_open(false);
+            let config = BucketMapConfig::new(dir.path())
+                .bucket_bits(bucket_bits())
+                .initial_cells_log2(10)
+                .verify_on_open(false);
             let mut talus = Talus(BucketMap::create(config).expect("create"), key32 as fn(u64) -> [u8; 32]);
             (0..n).for_each(|k| talus.insert(k));
             eprintln!(
@@ -188,6 +201,11 @@ fn bucketmap(c: &mut Criterion) {
                 file_huge_pages()
             );
             bench_contender(c, &group, "talus_key32", n, &mut talus);
+        }
+        if selected("hashbrown_key32") {
+            let mut hashbrown = Hashbrown(hashbrown::HashMap::new(), key32 as fn(u64) -> [u8; 32]);
+            (0..n).for_each(|k| hashbrown.insert(k));
+            bench_contender(c, &group, "hashbrown_key32", n, &mut hashbrown);
         }
         if selected("atlas_key32") {
             let dir = tempfile::tempdir().expect("temp dir");
