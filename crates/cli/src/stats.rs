@@ -37,6 +37,7 @@ pub(crate) fn stats_json(stats: &Stats) -> serde_json::Value {
         "log_tail": stats.log_tail,
         "log_bytes": stats.log_bytes,
         "n_segments": stats.n_segments,
+        "n_open_segments": stats.n_open_segments,
         "segment_size": stats.segment_size,
         "memory_budget_bytes": stats.memory_budget_bytes,
         "log_memory_bytes": stats.log_memory_bytes,

@@ -332,7 +332,13 @@ impl Db {
             }
         };
         let layout = Layout::new(options.memory_budget, manifest.segment_size)?;
-        let segments = Segments::new(Arc::clone(&storage), manifest.segment_size, manifest.db_id, &manifest.holes);
+        let segments = Segments::new(
+            Arc::clone(&storage),
+            manifest.segment_size,
+            manifest.db_id,
+            &manifest.holes,
+            options.max_open_segments,
+        );
         open_segments(&storage, &segments, &segment_names, &manifest)?;
 
         let index_config = BucketMapConfig::new(&index_dir)
@@ -1691,6 +1697,7 @@ impl Inner {
             log_tail: tail,
             log_bytes: tail - log_begin,
             n_segments: self.segments.len() as u64,
+            n_open_segments: self.segments.n_open() as u64,
             segment_size: self.layout.segment_size,
             memory_budget_bytes: self.memory_budget,
             log_memory_bytes: self.layout.ring_capacity,

@@ -67,6 +67,7 @@ pub struct Options {
     pub(crate) checkpoint_dir: Option<PathBuf>,
     pub(crate) log_preallocation: Option<u64>,
     pub(crate) background_log_writer: bool,
+    pub(crate) max_open_segments: usize,
 }
 
 /// `<dir>.<suffix>`, beside `dir`.
@@ -94,6 +95,9 @@ pub const DEFAULT_CHECKPOINT_EVERY_BYTES: u64 = 1 << 30;
 /// By default, unless [`SyncMode::Never`], the segment being written is filled with zeros
 /// this far ahead of the log's end (see [`Options::log_preallocation`]).
 pub const DEFAULT_LOG_PREALLOCATION: u64 = 4 << 20;
+/// By default at most this many log segment files are open at once (see
+/// [`Options::max_open_segments`]).
+pub const DEFAULT_MAX_OPEN_SEGMENTS: usize = 256;
 
 impl Default for Options {
     fn default() -> Self {
@@ -119,6 +123,7 @@ impl Default for Options {
             checkpoint_dir: None,
             log_preallocation: None,
             background_log_writer: true,
+            max_open_segments: DEFAULT_MAX_OPEN_SEGMENTS,
         }
     }
 }
@@ -215,6 +220,17 @@ impl Options {
     /// [`SyncMode::Always`] has no such thread: its group commits write the log.
     pub fn background_log_writer(mut self, on: bool) -> Self {
         self.background_log_writer = on;
+        self
+    }
+
+    /// At most this many log segment files are kept open (at least 2; default
+    /// [`DEFAULT_MAX_OPEN_SEGMENTS`]), each holding one file descriptor. A segment is opened
+    /// when a read first needs it; opening one more than this closes the one used least
+    /// recently, which is opened again at its next read. Keep it well under the process's
+    /// limit on open files (`ulimit -n`, often 1,024), which the log's segments would
+    /// otherwise exhaust once it spans more than that many.
+    pub fn max_open_segments(mut self, n: usize) -> Self {
+        self.max_open_segments = n.max(2);
         self
     }
 

@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use talus_ringbuf::{ENTRY_HEADER_LEN, EntryHeader, EntryState};
@@ -87,11 +88,63 @@ pub(crate) fn check_header(bytes: &[u8], path: &str, segment_size: u64, first_ad
 }
 
 /// A segment the log directory listed: opened (and its header checked) on first use, so an
-/// open that takes a database up reads no segment it does not need.
+/// open that takes a database up reads no segment it does not need. An open one may be
+/// closed again to keep the number of open files bounded.
 #[derive(Debug)]
 enum Slot {
     Listed,
-    Open(Arc<dyn StorageFile>),
+    Open {
+        file: Arc<dyn StorageFile>,
+        /// The value of [`Files::opens`] when it was last asked for.
+        used: AtomicU64,
+    },
+}
+
+/// The segment files and how many of them are open.
+#[derive(Debug, Default)]
+struct Files {
+    slots: BTreeMap<u64, Slot>,
+    n_open: usize,
+    /// Segment files opened so far: the clock of [`Slot::Open::used`].
+    opens: AtomicU64,
+}
+
+impl Files {
+    /// Registers `file` as the open file of the segment at `first_address`, closing the
+    /// least recently used other segment (never the log's last) if that makes more than
+    /// `max_open` open. A closed file stays open until the last reader or writer that holds
+    /// it lets it go, and is opened again at its next use.
+    fn put_open(&mut self, first_address: u64, file: Arc<dyn StorageFile>, max_open: usize) {
+        let now = self.opens.fetch_add(1, Ordering::Relaxed) + 1;
+        let slot = Slot::Open { file, used: AtomicU64::new(now) };
+        if let Some(Slot::Open { .. }) = self.slots.insert(first_address, slot) {
+            return;
+        }
+        self.n_open += 1;
+        if self.n_open <= max_open {
+            return;
+        }
+        let last = self.slots.last_key_value().map(|(&first, _)| first);
+        let coldest = self
+            .slots
+            .iter()
+            .filter(|&(&first, _)| first != first_address && Some(first) != last)
+            .filter_map(|(&first, slot)| match slot {
+                Slot::Open { used, .. } => Some((used.load(Ordering::Relaxed), first)),
+                Slot::Listed => None,
+            })
+            .min();
+        if let Some((_, first)) = coldest {
+            self.slots.insert(first, Slot::Listed);
+            self.n_open -= 1;
+        }
+    }
+
+    fn remove(&mut self, first_address: u64) {
+        if let Some(Slot::Open { .. }) = self.slots.remove(&first_address) {
+            self.n_open -= 1;
+        }
+    }
 }
 
 /// The segment files, by first address, and the holes compaction left.
@@ -102,18 +155,30 @@ pub(crate) struct Segments {
     db_id: u64,
     /// Every segment file, including retired ones not yet unlinked (iterators may still
     /// read them).
-    files: RwLock<BTreeMap<u64, Slot>>,
+    files: RwLock<Files>,
+    /// At most this many segment files are kept open (one file descriptor each).
+    max_open: usize,
     /// Segments compaction retired: no longer part of the log (their absence is no damage).
     holes: RwLock<BTreeSet<u64>>,
 }
 
 impl Segments {
-    pub(crate) fn new(storage: Arc<dyn Storage>, segment_size: u64, db_id: u64, holes: &[u64]) -> Segments {
+    /// The segments of a log whose files are in `storage`, keeping at most `max_open` (at
+    /// least 2) of them open.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        segment_size: u64,
+        db_id: u64,
+        holes: &[u64],
+        max_open: usize,
+    ) -> Segments {
+        assert!(max_open >= 2, "the options keep at least two segments open");
         Segments {
             storage,
             segment_size,
             db_id,
-            files: RwLock::new(BTreeMap::new()),
+            files: RwLock::new(Files::default()),
+            max_open,
             holes: RwLock::new(holes.iter().copied().collect()),
         }
     }
@@ -157,29 +222,29 @@ impl Segments {
 
     /// Registers an open segment file.
     pub(crate) fn insert(&self, first_address: u64, file: Arc<dyn StorageFile>) {
-        self.files.write().insert(first_address, Slot::Open(file));
+        self.files.write().put_open(first_address, file, self.max_open);
     }
 
     /// Registers a segment file the log directory lists, to be opened on first use.
     pub(crate) fn insert_listed(&self, first_address: u64) {
-        self.files.write().entry(first_address).or_insert(Slot::Listed);
+        self.files.write().slots.entry(first_address).or_insert(Slot::Listed);
     }
 
     pub(crate) fn remove(&self, first_address: u64) -> Result<()> {
         let path = segment_path(first_address);
-        self.files.write().remove(&first_address);
+        self.files.write().remove(first_address);
         self.storage.remove(&path).map_err(io_error("remove a segment", &path))
     }
 
     /// The segments of the log (not the retired ones), ascending.
     pub(crate) fn first_addresses(&self) -> Vec<u64> {
         let holes = self.holes.read();
-        self.files.read().keys().copied().filter(|first| !holes.contains(first)).collect()
+        self.files.read().slots.keys().copied().filter(|first| !holes.contains(first)).collect()
     }
 
     /// Whether the log has a file for the segment at `first_address` (opened or not).
     pub(crate) fn contains(&self, first_address: u64) -> bool {
-        self.files.read().contains_key(&first_address)
+        self.files.read().slots.contains_key(&first_address)
     }
 
     /// Segments in the log.
@@ -187,8 +252,14 @@ impl Segments {
         self.first_addresses().len()
     }
 
+    /// Segment files open now (held here; a closed one a reader still holds is not counted).
+    pub(crate) fn n_open(&self) -> usize {
+        self.files.read().n_open
+    }
+
     /// The segment file for `first_address`, if the log has one: opened and its header
-    /// checked the first time it is asked for.
+    /// checked the first time it is asked for (and again after it was closed to keep the
+    /// number of open files bounded).
     ///
     /// # Errors
     ///
@@ -196,17 +267,27 @@ impl Segments {
     /// header that does not match the database (a listed file is then reported again at
     /// every use).
     pub(crate) fn file(&self, first_address: u64) -> Result<Option<Arc<dyn StorageFile>>> {
-        match self.files.read().get(&first_address) {
-            Some(Slot::Open(file)) => return Ok(Some(Arc::clone(file))),
+        {
+            let files = self.files.read();
+            match files.slots.get(&first_address) {
+                Some(Slot::Open { file, used }) => {
+                    // The clock moves only when a file is opened: most uses store nothing.
+                    let now = files.opens.load(Ordering::Relaxed);
+                    if used.load(Ordering::Relaxed) != now {
+                        used.store(now, Ordering::Relaxed);
+                    }
+                    return Ok(Some(Arc::clone(file)));
+                }
+                Some(Slot::Listed) => {}
+                None => return Ok(None),
+            }
+        }
+        // Under the write lock, so it is opened once (and a removal waits for it).
+        let mut files = self.files.write();
+        match files.slots.get(&first_address) {
+            Some(Slot::Open { file, .. }) => return Ok(Some(Arc::clone(file))),
             Some(Slot::Listed) => {}
             None => return Ok(None),
-        }
-        // Once per segment: under the write lock, so it is opened once (and a removal
-        // waits for it).
-        let mut files = self.files.write();
-        let Some(slot) = files.get_mut(&first_address) else { return Ok(None) };
-        if let Slot::Open(file) = slot {
-            return Ok(Some(Arc::clone(file)));
         }
         let path = segment_path(first_address);
         let file = self.storage.open(&path, false).map_err(io_error("open a segment", &path))?;
@@ -214,7 +295,7 @@ impl Segments {
         let n = file.read_at(&mut header, 0).map_err(io_error("read a segment header", &path))?;
         header.truncate(n);
         check_header(&header, &path, self.segment_size, first_address, self.db_id)?;
-        *slot = Slot::Open(Arc::clone(&file));
+        files.put_open(first_address, Arc::clone(&file), self.max_open);
         Ok(Some(file))
     }
 

@@ -24,6 +24,8 @@ pub struct Stats {
     pub log_bytes: u64,
     /// Segment files.
     pub n_segments: u64,
+    /// Segment files open now (at most [`Options::max_open_segments`](crate::Options::max_open_segments)).
+    pub n_open_segments: u64,
     /// Bytes per segment file.
     pub segment_size: u64,
     /// The configured memory budget.

@@ -17,7 +17,7 @@ fn log_bytes(storage: &MemStorage, first: u64) -> usize {
 
 fn new_segments(storage: &Arc<MemStorage>) -> Segments {
     storage.create_dir(crate::segment::LOG_DIR).expect("the log directory");
-    Segments::new(Arc::clone(storage) as Arc<dyn Storage>, SEGMENT, DB_ID, &[])
+    Segments::new(Arc::clone(storage) as Arc<dyn Storage>, SEGMENT, DB_ID, &[], 16)
 }
 
 #[test]

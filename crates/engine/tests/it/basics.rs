@@ -232,3 +232,65 @@ fn index_directories_an_earlier_run_left_aside_are_removed() {
     db.close().expect("close");
     assert!(dir.path().join("index").is_dir(), "the index itself stays");
 }
+
+/// The log's segment files this process has open for the database in `dir`.
+fn open_segment_files(dir: &std::path::Path) -> usize {
+    let log = dir.join("log");
+    std::fs::read_dir("/proc/self/fd")
+        .expect("list /proc/self/fd")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&log))
+        .count()
+}
+
+#[test]
+fn reads_across_more_segments_than_may_be_open_keep_the_open_files_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = || {
+        Options::new()
+            .memory_budget(1 << 20)
+            .segment_size(256 << 10)
+            .sync_mode(SyncMode::Never)
+            .background_compaction(false)
+    };
+    let value = |k: u64| vec![(k % 251) as u8; 3000];
+    let n_keys = 3_000u64;
+    let db = options().max_open_segments(3).open(dir.path()).expect("open");
+    for k in 0..n_keys {
+        db.put(k.to_le_bytes(), value(k)).expect("put");
+    }
+    let n_segments = db.stats().n_segments;
+    assert!(n_segments >= 30, "the log spans {n_segments} segments");
+    let mut rng = talus_testkit::SplitMix64::new(7);
+    for round in 0..2 {
+        for _ in 0..n_keys {
+            let k = rng.below(n_keys);
+            assert_eq!(db.get(k.to_le_bytes()).expect("get"), Some(value(k)), "key {k}, round {round}");
+            assert!(db.stats().n_open_segments <= 3, "{} segments open", db.stats().n_open_segments);
+        }
+        assert!(open_segment_files(dir.path()) <= 3, "{} segment files open", open_segment_files(dir.path()));
+    }
+    db.close().expect("close");
+
+    let db = options().max_open_segments(2).open(dir.path()).expect("reopen");
+    assert_eq!(db.stats().n_segments, n_segments);
+    for k in (0..n_keys).rev() {
+        assert_eq!(db.get(k.to_le_bytes()).expect("get"), Some(value(k)), "key {k} after the reopen");
+    }
+    assert!(db.stats().n_open_segments <= 2);
+    assert!(open_segment_files(dir.path()) <= 2, "{} segment files open", open_segment_files(dir.path()));
+    db.put(b"after", b"reads").expect("a write after many reads");
+    db.sync().expect("sync");
+    db.simulate_crash();
+
+    // A rebuild reads every segment, in order, within the same bound.
+    let db = options().max_open_segments(2).open(dir.path()).expect("reopen after a crash");
+    assert!(db.stats().recovery.n_records_replayed >= n_keys);
+    assert!(open_segment_files(dir.path()) <= 2, "{} segment files open", open_segment_files(dir.path()));
+    for k in 0..n_keys {
+        assert_eq!(db.get(k.to_le_bytes()).expect("get"), Some(value(k)), "key {k} after the rebuild");
+    }
+    assert_eq!(db.get(b"after").expect("get").as_deref(), Some(&b"reads"[..]));
+    assert!(db.stats().n_open_segments <= 2);
+    db.close().expect("close");
+}
