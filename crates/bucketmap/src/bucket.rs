@@ -134,20 +134,14 @@ impl Table {
         Ok(Table { pool: SharedMmapFile::new(pool)?, mask: n_cells - 1, layout: *layout, generation })
     }
 
-    /// Opens a bucket's table; `resume` also opens one left dirty (by a killed process whose
-    /// stores the page cache still holds).
-    fn open(
-        dir: &Path,
-        idx: usize,
-        record: &BucketRecord,
-        layout: &Layout,
-        verify: bool,
-        resume: bool,
-    ) -> Result<Table> {
+    /// Opens a bucket's table as `how` says.
+    fn open(dir: &Path, idx: usize, record: &BucketRecord, layout: &Layout, how: OpenTable) -> Result<Table> {
         let path = dir.join(file_name(idx, record.generation));
         let data_len = usize::try_from(record.n_cells).ok().and_then(|n| n.checked_mul(layout.cell_len));
         let data_len = data_len.ok_or(Error::BucketTooLarge { max_cells: MAX_BUCKET_CELLS })?;
-        let options = options().verify_checksum(verify).resume_dirty(resume);
+        let options = options()
+            .verify_checksum(matches!(how, OpenTable::Check { verify: true }))
+            .resume_dirty(how == OpenTable::Resume);
         let pool = options.open(&path, data_len, layout.user_version())?;
         Ok(Table {
             pool: SharedMmapFile::new(pool)?,
@@ -324,6 +318,20 @@ pub(crate) struct Writer {
     longest_probe: usize,
 }
 
+/// How a table is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenTable {
+    /// A map closed cleanly: the file must be clean, its entries are counted and the count
+    /// must agree with the manifest; `verify` also checks the data checksum.
+    Check { verify: bool },
+    /// A map closed cleanly in this boot whose file has not changed since (see
+    /// `LiveState::unchanged_since_flush`): the file must be clean, nothing else is read.
+    Trusted,
+    /// A killed process's map (see `LiveState::resume`): clean or not, nothing is read;
+    /// the live state's count is trusted.
+    Resume,
+}
+
 /// A bucket locked for writing.
 pub(crate) struct BucketGuard<'a> {
     bucket: &'a Bucket,
@@ -380,19 +388,16 @@ impl Bucket {
         Ok((table, Writer { idx, dir_idx, n_resizes: 0, longest_probe: 0 }, record))
     }
 
-    /// Opens bucket `idx`'s table as `record` describes it. A map that was closed cleanly
-    /// has its entries counted from the file, and the count must agree with the manifest;
-    /// a resumed one (`resume`) trusts the count its live state recorded.
+    /// Opens bucket `idx`'s table as `record` describes it (see [`OpenTable`]).
     pub(crate) fn open_table(
         dir: &Path,
         idx: usize,
         record: &BucketRecord,
         layout: &Layout,
-        verify: bool,
-        resume: bool,
+        how: OpenTable,
     ) -> Result<(Table, Writer)> {
-        let table = Table::open(dir, idx, record, layout, verify && !resume, resume)?;
-        if !resume {
+        let table = Table::open(dir, idx, record, layout, how)?;
+        if let OpenTable::Check { .. } = how {
             let n_entries = table.occupied().count() as u64;
             if n_entries != record.n_entries {
                 return Err(Error::CorruptManifest {
@@ -403,6 +408,11 @@ impl Bucket {
         }
         let writer = Writer { idx, dir_idx: record.dir_idx, n_resizes: record.n_resizes, longest_probe: 0 };
         Ok((table, writer))
+    }
+
+    /// The file of bucket `idx`'s table as `record` names it, in `dir`.
+    pub(crate) fn table_path(dir: &Path, idx: usize, record: &BucketRecord) -> PathBuf {
+        dir.join(file_name(idx, record.generation))
     }
 
     /// The current table.

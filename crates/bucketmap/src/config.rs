@@ -24,7 +24,8 @@ pub struct BucketMapConfig {
     /// How many cells from its home a key may sit; an insert that finds no free cell in
     /// that window grows the bucket (1 to 1024).
     pub max_search: usize,
-    /// Verify every bucket file's checksum on open (reads all of them).
+    /// Verify every bucket file's checksum on open (reads all of them), unless the map was
+    /// closed cleanly in this boot and no file changed since (with `resume_after_kill`).
     pub verify_on_open: bool,
     /// On `open`, if the map was not closed cleanly, delete it and start empty instead of
     /// returning [`Error::NotClean`].
@@ -34,6 +35,12 @@ pub struct BucketMapConfig {
     /// no bucket was half-way through a change, open it as the process left it, at once:
     /// every change made before the kill is there. Otherwise the map is not clean as
     /// without this. Off by default.
+    ///
+    /// The same trust in this boot's page cache also spares a cleanly closed map's open
+    /// from reading its tables (checksums and entry counts) when the map was closed in this
+    /// boot and each table file still has the inode and change time its last flush
+    /// recorded: any write to a file or replacement of it since changes them (so does
+    /// `touch`). See [`BucketMap::was_trusted`](crate::BucketMap::was_trusted).
     pub resume_after_kill: bool,
 }
 

@@ -40,8 +40,21 @@ const GENERATION: usize = 1;
 const N_CELLS: usize = 2;
 const N_ENTRIES: usize = 3;
 const N_RESIZES: usize = 4;
+/// The inode and change time (nanoseconds since the epoch) of the table file at the last
+/// flush; zero if none was recorded.
+const FLUSHED_INO: usize = 5;
+const FLUSHED_CTIME: usize = 6;
 
-const _: () = assert!(HEADER_WORDS * 8 == 64 && SLOT_WORDS * 8 == 64 && N_RESIZES < SLOT_WORDS);
+const _: () = assert!(HEADER_WORDS * 8 == 64 && SLOT_WORDS * 8 == 64 && FLUSHED_CTIME < SLOT_WORDS);
+
+/// A file's inode number and change time in nanoseconds since the epoch.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    let ctime = u64::try_from(meta.ctime()).unwrap_or(0).saturating_mul(1_000_000_000)
+        + u64::try_from(meta.ctime_nsec()).unwrap_or(0);
+    Ok((meta.ino(), ctime))
+}
 
 fn data_len(n_buckets: usize) -> usize {
     (HEADER_WORDS + n_buckets * SLOT_WORDS) * 8
@@ -66,10 +79,16 @@ impl LiveState {
     /// if missing (or replacing it if it has another shape), and records `boot_id` and the
     /// buckets (sequence numbers even).
     pub(crate) fn start(dir: &Path, boot_id: Option<u128>, buckets: &[BucketRecord]) -> Result<LiveState> {
-        // Unknown (no /proc): zero, which no resume accepts.
-        let boot_id = boot_id.unwrap_or(0);
+        let live = Self::open_or_create(dir, buckets.len())?;
+        live.record_start(boot_id, buckets);
+        Ok(live)
+    }
+
+    /// Opens the live state of `dir` as it is, creating it if missing (or replacing it if it
+    /// is not one for `n_buckets` buckets). Changes nothing in an existing one.
+    pub(crate) fn open_or_create(dir: &Path, n_buckets: usize) -> Result<LiveState> {
         let path = dir.join(LIVE_NAME);
-        let data_len = data_len(buckets.len());
+        let data_len = data_len(n_buckets);
         let pool = match options().open(&path, data_len, LIVE_USER_VERSION) {
             Ok(pool) => pool,
             Err(error) => {
@@ -80,16 +99,24 @@ impl LiveState {
                 options().create(&path, data_len, LIVE_USER_VERSION)?
             }
         };
-        let live = LiveState { pool: SharedMmapFile::new(pool)? };
-        live.pool.mark_dirty();
-        let words = live.pool.words();
+        Ok(LiveState { pool: SharedMmapFile::new(pool)? })
+    }
+
+    /// Records a map opened now: `boot_id` and the buckets (sequence numbers even). The
+    /// words a flush records of each table file are left as they are (see
+    /// [`unchanged_since_flush`](Self::unchanged_since_flush)).
+    pub(crate) fn record_start(&self, boot_id: Option<u128>, buckets: &[BucketRecord]) {
+        // Unknown (no /proc): zero, which no resume accepts.
+        let boot_id = boot_id.unwrap_or(0);
+        self.pool.mark_dirty();
+        let words = self.pool.words();
         words[BOOT_ID_LOW].store(boot_id as u64, Ordering::Relaxed);
         words[BOOT_ID_HIGH].store((boot_id >> 64) as u64, Ordering::Relaxed);
         words[N_BUCKETS].store(buckets.len() as u64, Ordering::Relaxed);
         for (idx, record) in buckets.iter().enumerate() {
             // Only words that change are stored (a resumed map's are mostly right already).
             let set = |field: usize, value: u64| {
-                let word = live.word(idx, field);
+                let word = self.word(idx, field);
                 if word.load(Ordering::Relaxed) != value {
                     word.store(value, Ordering::Relaxed);
                 }
@@ -100,7 +127,52 @@ impl LiveState {
             set(N_CELLS, record.n_cells);
             set(N_RESIZES, u64::from(record.n_resizes));
         }
-        Ok(live)
+    }
+
+    /// Records, at a flush, bucket `idx`'s table file as it is now (its inode and change
+    /// time), after the file was flushed and before this state is.
+    pub(crate) fn record_flushed_file(&self, idx: usize, path: &Path) {
+        let (ino, ctime) = match file_identity(path) {
+            Ok(found) => found,
+            Err(error) => {
+                // Only a later open's shortcut is lost: it verifies the file instead.
+                tracing::debug!(%error, path = %path.display(), "no identity recorded for a flushed table");
+                (0, 0)
+            }
+        };
+        self.word(idx, FLUSHED_INO).store(ino, Ordering::Relaxed);
+        self.word(idx, FLUSHED_CTIME).store(ctime, Ordering::Relaxed);
+    }
+
+    /// Whether a cleanly closed map's tables are exactly as its last flush left them, in
+    /// this boot: this state was written in this boot (`boot_id`, nonzero) for these
+    /// `buckets`, no bucket half-way through a change, and each table file (`paths`) has
+    /// the inode and change time the flush recorded. Any write to a file, through a mapping
+    /// or not, and any replacement of it, changes one of them. The page cache then still
+    /// holds what was flushed and checked, so the tables need not be read again.
+    pub(crate) fn unchanged_since_flush(
+        &self,
+        boot_id: Option<u128>,
+        buckets: &[BucketRecord],
+        paths: &[std::path::PathBuf],
+    ) -> bool {
+        let Some(boot_id) = boot_id.filter(|&id| id != 0) else { return false };
+        let words = self.pool.words();
+        let found_boot_id = u128::from(words[BOOT_ID_LOW].load(Ordering::Relaxed))
+            | (u128::from(words[BOOT_ID_HIGH].load(Ordering::Relaxed)) << 64);
+        if found_boot_id != boot_id || words[N_BUCKETS].load(Ordering::Relaxed) != buckets.len() as u64 {
+            return false;
+        }
+        buckets.iter().zip(paths).enumerate().all(|(idx, (record, path))| {
+            let field = |field: usize| self.word(idx, field).load(Ordering::Relaxed);
+            let recorded = (field(FLUSHED_INO), field(FLUSHED_CTIME));
+            field(SEQ) & 1 == 0
+                && field(GENERATION) == record.generation
+                && field(N_CELLS) == record.n_cells
+                && field(N_ENTRIES) == record.n_entries
+                && recorded.1 != 0
+                && file_identity(path).is_ok_and(|found| found == recorded)
+        })
     }
 
     /// Opens the live state a killed process left in `dir` and reads every bucket's record

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytemuck::Pod;
 use talus_datapool::{Datapool as _, FileBackedOptions};
 
-use crate::bucket::{Bucket, BucketGuard, BucketStats, Layout, Table, Writer, is_bucket_file};
+use crate::bucket::{Bucket, BucketGuard, BucketStats, Layout, OpenTable, Table, Writer, is_bucket_file};
 use crate::config::BucketMapConfig;
 use crate::error::{Error, Result, io_error};
 use crate::key::{Key, KeyHasher, Xxh3Hasher};
@@ -57,6 +57,8 @@ pub struct BucketMap<K: Key, V: Pod, H: KeyHasher = Xxh3Hasher> {
     live: Arc<LiveState>,
     /// The map was resumed after its process was killed (see `resume_after_kill`).
     resumed: bool,
+    /// The map was closed cleanly in this boot and its tables were not read again.
+    trusted: bool,
     /// The manifest as last written; its lock serialises manifest writes. Lock order: a
     /// bucket's lock (or all of them, in order) before this one.
     manifest: Mutex<Manifest>,
@@ -153,6 +155,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             buckets,
             live,
             resumed: false,
+            trusted: false,
             manifest: Mutex::new(manifest),
             marked_unclean: AtomicBool::new(false),
             closed: false,
@@ -219,23 +222,40 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         if manifest.n_dirs as usize != config.dirs.len() {
             return mismatch(format!("the map spans {} directories, not {}", manifest.n_dirs, config.dirs.len()));
         }
-        let open_bucket = |idx: usize| {
+        let table_path = |idx: usize| {
             let record = &manifest.buckets[idx];
-            let dir = &config.dirs[record.dir_idx as usize];
-            Bucket::open_table(dir, idx, record, &layout, config.verify_on_open, false)
+            Bucket::table_path(&config.dirs[record.dir_idx as usize], idx, record)
         };
+        let mut trusted = false;
         let (live, tables) = match resumed_live {
             Some((live, tables)) => (live, tables),
             None => {
+                let live = LiveState::open_or_create(&config.dirs[0], manifest.buckets.len())?;
+                // A map closed cleanly in this boot, its files untouched since: the page
+                // cache holds what its flush wrote, as after a kill (`resume_after_kill`).
+                trusted = config.resume_after_kill && {
+                    let paths: Vec<PathBuf> = (0..manifest.buckets.len()).map(table_path).collect();
+                    live.unchanged_since_flush(boot_id, &manifest.buckets, &paths)
+                };
+                let how = match trusted {
+                    true => OpenTable::Trusted,
+                    false => OpenTable::Check { verify: config.verify_on_open },
+                };
                 // Only here: asking how many cores there are reads the cgroup files, a
-                // dozen system calls that a resume (which reads no table) does not need.
+                // dozen system calls that an open which reads no table does not need.
                 let n_bytes: u64 = manifest.buckets.iter().map(|record| record.n_cells * layout.cell_len as u64).sum();
-                let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES {
+                let n_threads = match n_bytes >= PARALLEL_OPEN_MIN_BYTES && !trusted {
                     true => std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifest.buckets.len()),
                     false => 1,
                 };
+                let open_bucket = |idx: usize| {
+                    let record = &manifest.buckets[idx];
+                    let dir = &config.dirs[record.dir_idx as usize];
+                    Bucket::open_table(dir, idx, record, &layout, how)
+                };
                 let tables = Self::open_tables(&manifest, n_threads, open_bucket)?;
-                (LiveState::start(&config.dirs[0], boot_id, &manifest.buckets)?, tables)
+                live.record_start(boot_id, &manifest.buckets);
+                (live, tables)
             }
         };
         let live = Arc::new(live);
@@ -243,6 +263,8 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             tables.into_iter().map(|(table, writer)| Bucket::with_table(table, Arc::clone(&live), writer)).collect();
         if resume {
             tracing::info!(path = %manifest_path.display(), "resumed a bucket map whose process was killed");
+        } else if trusted {
+            tracing::debug!(path = %manifest_path.display(), "reopened a bucket map unchanged since its close in this boot, reading no table");
         }
         Ok(BucketMap {
             dirs: config.dirs,
@@ -255,6 +277,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
             buckets,
             live,
             resumed: resume,
+            trusted,
             manifest: Mutex::new(manifest),
             // A resumed map's manifest still says "not clean" on disk.
             marked_unclean: AtomicBool::new(resume),
@@ -295,7 +318,7 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         for (idx, record) in records.iter().enumerate() {
             // Nothing is read to open a resumed table (no checksum, no count).
             let dir = &config.dirs[record.dir_idx as usize];
-            match Bucket::open_table(dir, idx, record, &layout, false, true) {
+            match Bucket::open_table(dir, idx, record, &layout, OpenTable::Resume) {
                 Ok(table) => tables.push(table),
                 // Held elsewhere: for the caller to wait for, not a reason to start over.
                 Err(error @ Error::Pool(talus_datapool::Error::Locked { .. })) => return Err(error),
@@ -362,6 +385,13 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
     /// [`BucketMapConfig::resume_after_kill`]).
     pub fn was_resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// Whether this open found the map closed cleanly in this boot with every table file
+    /// unchanged since, and so read none of them again (no checksum, no count; see
+    /// [`BucketMapConfig::resume_after_kill`]).
+    pub fn was_trusted(&self) -> bool {
+        self.trusted
     }
 
     /// The number of buckets.
@@ -629,6 +659,11 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         let mut manifest = self.manifest.lock();
         for bucket in &mut locked {
             bucket.flush()?;
+        }
+        // What the next open compares to know the tables are still as flushed.
+        self.live.mark_dirty();
+        for (idx, bucket) in locked.iter().enumerate() {
+            self.live.record_flushed_file(idx, bucket.path());
         }
         self.live.flush()?;
         for dir in &self.dirs {

@@ -141,3 +141,95 @@ fn a_large_map_opens_in_parallel_and_still_checks_every_bucket() {
         other => panic!("expected a typed corruption error, got {:?}", other.map(|map| map.len())),
     }
 }
+
+/// Waits out the file system's timestamp granularity, so that a change made now gets
+/// another change time than the one the close recorded (kernels without fine-grained
+/// timestamps tick every few milliseconds).
+fn after_a_tick() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn a_map_closed_in_this_boot_reopens_without_reading_its_tables() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = BucketMapConfig::new(dir.path()).bucket_bits(2).initial_cells_log2(6).resume_after_kill(true);
+    let map = Map::create(config.clone()).expect("create");
+    for n in 0..10_000 {
+        map.insert(key(n), n).expect("insert");
+    }
+    map.close().expect("close");
+    let map = Map::open(config.clone()).expect("open");
+    assert!(map.was_trusted(), "closed cleanly in this boot, nothing changed since");
+    assert_eq!(map.len(), 10_000);
+    for n in 0..10_000 {
+        assert_eq!(map.get(&key(n)), Some(n), "key {n}");
+    }
+    // Changes of a trusted session (growth included) are recorded by its close as well.
+    for n in 10_000..20_000 {
+        map.insert(key(n), n).expect("insert");
+    }
+    map.remove(&key(3)).expect("remove");
+    map.close().expect("close");
+    let map = Map::open(config.clone()).expect("open again");
+    assert!(map.was_trusted());
+    assert_eq!((map.len(), map.get(&key(3)), map.get(&key(19_999))), (19_999, None, Some(19_999)));
+    drop(map);
+    // Without the option the tables are read and checked as before.
+    let map = Map::open(config.resume_after_kill(false)).expect("open checking");
+    assert!(!map.was_trusted());
+    assert_eq!(map.len(), 19_999);
+}
+
+#[test]
+fn a_table_changed_after_the_close_is_read_and_checked_again() {
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 4] = [
+        ("bucket bit flip", |dir| edit(&bucket_file(dir), |b| b[4096 + 100] ^= 0x10)),
+        ("bucket truncated", |dir| edit(&bucket_file(dir), |b| b.truncate(b.len() - 1))),
+        ("bucket replaced by an older copy", |dir| {
+            let path = bucket_file(dir);
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes[4096 + 200] ^= 0x01;
+            let copy = dir.join("copy");
+            std::fs::write(&copy, bytes).expect("write");
+            std::fs::rename(copy, path).expect("rename");
+        }),
+        ("bucket missing", |dir| std::fs::remove_file(bucket_file(dir)).expect("remove")),
+    ];
+    for (what, damage) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = small_map(dir.path()).resume_after_kill(true);
+        after_a_tick();
+        damage(dir.path());
+        match Map::open(config) {
+            Err(Error::Pool(_) | Error::CorruptManifest { .. }) => {}
+            other => panic!("{what}: expected a typed corruption error, got {:?}", other.map(|m| m.len())),
+        }
+    }
+    // A write that changes no byte still makes the open read and check the tables.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = small_map(dir.path()).resume_after_kill(true);
+    after_a_tick();
+    edit(&bucket_file(dir.path()), |_| {});
+    let map = Map::open(config).expect("open");
+    assert!(!map.was_trusted());
+    assert_eq!(map.len(), 40);
+}
+
+#[test]
+fn a_live_state_from_another_boot_or_shape_is_not_trusted() {
+    type Change = fn(&mut Vec<u8>);
+    let cases: [(&str, Change); 3] = [
+        ("another boot id", |b| b[4096] ^= 1),
+        ("a bucket half-way through a change", |b| b[4096 + 64] |= 1),
+        ("another entry count", |b| b[4096 + 64 + 24] ^= 1),
+    ];
+    for (what, change) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = small_map(dir.path()).resume_after_kill(true);
+        edit(&dir.path().join("LIVE.pool"), change);
+        let map = Map::open(config).unwrap_or_else(|error| panic!("{what}: {error}"));
+        assert!(!map.was_trusted(), "{what}");
+        assert_eq!(map.len(), 40, "{what}");
+    }
+}
