@@ -410,7 +410,12 @@ impl Db {
         };
         // `repair` trusts nothing but the log: the index is rebuilt even after a clean close.
         let clean_index = match manifest.clean && !options.repair {
-            true => match retry_while_locked(|| BucketMap::open(index_config.clone()), is_locked) {
+            // With `resume_after_kill`, an index closed in this boot and untouched since is
+            // opened without reading its files again (the bucket map checks that).
+            true => match retry_while_locked(
+                || BucketMap::open(index_config.clone().resume_after_kill(options.resume_after_kill)),
+                is_locked,
+            ) {
                 Ok(index) => Some(index),
                 Err(error) if is_locked(&error) => return Err(Error::Locked { path: index_dir.clone() }),
                 Err(error) => {

@@ -269,7 +269,10 @@ impl Options {
         self
     }
 
-    /// Whether a clean open verifies the index files' checksums (reads all of them).
+    /// Whether a clean open verifies the index files' checksums (reads all of them). With
+    /// [`resume_after_kill`](Self::resume_after_kill) (the default), an open in the same
+    /// boot as the clean close, of index files whose inode and change time are still those
+    /// the close recorded, reads none of them: the page cache holds what the close wrote.
     pub fn verify_index_on_open(mut self, verify: bool) -> Self {
         self.verify_index_on_open = verify;
         self
@@ -284,6 +287,8 @@ impl Options {
     /// [`RecoveryStats::resumed`](crate::RecoveryStats::resumed) says so. Otherwise, and
     /// with `false`, it rebuilds the index from a checkpoint and the log as after any
     /// crash. Only on storage with a [`local_dir`](crate::storage::Storage::local_dir).
+    /// The same trust in this boot's page cache spares a clean open from verifying the
+    /// index (see [`verify_index_on_open`](Self::verify_index_on_open)).
     pub fn resume_after_kill(mut self, resume: bool) -> Self {
         self.resume_after_kill = resume;
         self
