@@ -136,7 +136,7 @@ impl Table {
 
     /// Opens a bucket's table as `how` says.
     fn open(dir: &Path, idx: usize, record: &BucketRecord, layout: &Layout, how: OpenTable) -> Result<Table> {
-        let path = dir.join(file_name(idx, record.generation));
+        let path = Bucket::table_path(dir, idx, record);
         let data_len = usize::try_from(record.n_cells).ok().and_then(|n| n.checked_mul(layout.cell_len));
         let data_len = data_len.ok_or(Error::BucketTooLarge { max_cells: MAX_BUCKET_CELLS })?;
         let options = options()
