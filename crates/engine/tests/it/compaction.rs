@@ -789,7 +789,11 @@ fn compaction_runs_beside_readers_and_writers() {
 fn concurrent_compaction(seed: u64) {
     let n_keys = CONCURRENT_N_WRITERS * CONCURRENT_KEYS_PER_WRITER;
     let dir = fast_tempdir();
-    let open = |path: &Path| options(SyncMode::Never).background_compaction(false).open(path).expect("open");
+    // Two open segment files at most: compaction, readers and the writer close each
+    // other's files and open them again.
+    let open = |path: &Path| {
+        options(SyncMode::Never).background_compaction(false).max_open_segments(2).open(path).expect("open")
+    };
     let db = open(dir.path());
     for idx in 0..n_keys {
         db.put(concurrent_key(idx), concurrent_value(idx, 1, 100)).expect("put");
