@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use talus_datapool::{MmapFileOptions, SharedMmapFile};
 
 use crate::config::MAX_BUCKET_CELLS;
-use crate::error::{Error, Result, io_error};
+use crate::error::{Result, io_error};
 use crate::manifest::BucketRecord;
 
 pub(crate) const LIVE_NAME: &str = "LIVE.pool";
@@ -61,8 +61,8 @@ fn data_len(n_buckets: usize) -> usize {
 }
 
 fn options() -> MmapFileOptions {
-    // The file is rewritten at every open and read back only to resume, where its contents
-    // are checked field by field: its checksum (which describes its last flush) is not used.
+    // The file is rewritten at every open and read back only in the same boot, where its
+    // contents are checked field by field: it is never flushed, and its checksum is not used.
     MmapFileOptions::new().verify_checksum(false).resume_dirty(true)
 }
 
@@ -258,13 +258,9 @@ impl LiveState {
         self.word(idx, N_RESIZES).store(u64::from(n_resizes), Ordering::Relaxed);
     }
 
-    /// Marks the file dirty again after a flush, before the next store.
+    /// Marks the file dirty before stores (once: it is never flushed, so it stays dirty on
+    /// disk and later opens find it so, with no sync to wait for).
     pub(crate) fn mark_dirty(&self) {
         self.pool.mark_dirty();
-    }
-
-    /// Syncs the file and leaves it clean (a map that is flushed needs no resume).
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.pool.flush().map_err(Error::from)
     }
 }

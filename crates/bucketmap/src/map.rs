@@ -660,12 +660,12 @@ impl<K: Key, V: Pod, H: KeyHasher> BucketMap<K, V, H> {
         for bucket in &mut locked {
             bucket.flush()?;
         }
-        // What the next open compares to know the tables are still as flushed.
+        // What the next open compares to know the tables are still as flushed. The live
+        // state is read back only in this boot, from the page cache: it is never synced.
         self.live.mark_dirty();
         for (idx, bucket) in locked.iter().enumerate() {
             self.live.record_flushed_file(idx, bucket.path());
         }
-        self.live.flush()?;
         for dir in &self.dirs {
             fsync_dir(dir)?;
         }
