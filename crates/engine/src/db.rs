@@ -121,7 +121,13 @@ struct Inner {
     expected_group: AtomicU64,
     poisoned: AtomicBool,
     stripes: Box<[Stripe]>,
+    /// Always `clean: false` while open; on disk it may still say clean (see
+    /// `manifest_unclean_on_disk`).
     manifest: Mutex<Manifest>,
+    /// The MANIFEST on disk says not clean. A clean open leaves it clean until the first
+    /// append (`mark_unclean_on_disk`): until then the files are as the close left them,
+    /// and a reopen after a kill takes the clean path.
+    manifest_unclean_on_disk: AtomicBool,
     /// Live-byte accounting per segment.
     usage: UsageTable,
     compaction: CompactionOptions,
@@ -539,8 +545,8 @@ impl Db {
         manifest.holes = segments.holes_from(manifest.log_begin);
         let encoded = manifest.encode();
         // A killed process's MANIFEST already says all this: taking it up writes nothing
-        // (and waits for no fsync).
-        if !(recovery.resumed && manifest_read.as_deref() == Some(&encoded[..])) {
+        // (and waits for no fsync). A clean one stays as it is until the first append.
+        if !(recovery.clean || recovery.resumed && manifest_read.as_deref() == Some(&encoded[..])) {
             storage.write_atomic(MANIFEST_PATH, &encoded).map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
         }
 
@@ -606,6 +612,7 @@ impl Db {
             poisoned: AtomicBool::new(false),
             stripes: (0..N_STRIPES).map(|_| Stripe::default()).collect(),
             manifest: Mutex::new(manifest),
+            manifest_unclean_on_disk: AtomicBool::new(!recovery.clean),
             usage,
             compaction: options.compaction,
             checkpoint_every_bytes: options.checkpoint_every_bytes,
@@ -947,11 +954,18 @@ impl Db {
 
     /// For crash tests: stops as if the machine crashed here, the log's files keeping what
     /// was written to them: the log is not synced or written further and the MANIFEST stays
-    /// unclean, so the next open rebuilds the index from the log (the index's own files may
-    /// still be flushed as they are dropped; the rebuild ignores them). The lock is released.
+    /// unclean (it is made so if a clean open left it clean, as if the crash came during the
+    /// next write), so the next open rebuilds the index from the log (the index's own files
+    /// may still be flushed as they are dropped; the rebuild ignores them). The lock is
+    /// released.
     #[doc(hidden)]
     pub fn simulate_crash(mut self) {
         self.stop_threads();
+        if !self.inner.manifest_unclean_on_disk.load(Ordering::Acquire)
+            && let Err(error) = self.inner.mark_unclean_on_disk()
+        {
+            tracing::warn!(%error, "the simulated crash left the MANIFEST clean");
+        }
         if let Some(live) = &self.inner.live {
             live.invalidate();
         }
@@ -959,7 +973,8 @@ impl Db {
     }
 
     /// For crash tests: stops as if the process were killed here (its memory lost, the page
-    /// cache kept): the log is not written further and the MANIFEST stays unclean. The next
+    /// cache kept): the log is not written further and the MANIFEST stays as it is (unclean,
+    /// unless a clean open appended nothing since: then the next open is clean). The next
     /// open takes the database up as it is if it can
     /// ([`Options::resume_after_kill`]), else rebuilds the index. The lock is released.
     #[doc(hidden)]
@@ -1316,8 +1331,9 @@ impl Inner {
         manifest.clean = false;
         manifest.cut_at_log_end = true;
         manifest.log_end = self.synced_until.load(Ordering::Acquire);
-        if let Err(error) = self.storage.write_atomic(MANIFEST_PATH, &manifest.encode()) {
-            tracing::error!(%error, "recording the durable end of the log failed");
+        match self.storage.write_atomic(MANIFEST_PATH, &manifest.encode()) {
+            Ok(()) => self.manifest_unclean_on_disk.store(true, Ordering::Release),
+            Err(error) => tracing::error!(%error, "recording the durable end of the log failed"),
         }
     }
 
@@ -1449,12 +1465,32 @@ impl Inner {
     /// As [`append_record_with_seq`](Self::append_record_with_seq), leaving the accounting
     /// to the caller (a batch's [`BatchUsage`]).
     fn append_uncounted(&self, seq: u64, kind: RecordKind, flags: u8, key: &[u8], value: &[u8]) -> Result<(u64, u64)> {
+        if !self.manifest_unclean_on_disk.load(Ordering::Acquire) {
+            self.mark_unclean_on_disk()?;
+        }
         let len = record::encoded_len(key.len(), value.len());
         let mut entry = self.alloc(len)?;
         record::encode(&mut entry, kind, flags, seq, key, value);
         let address = entry.address();
         drop(entry); // publishes it
         Ok((address, address + entry_size(len)))
+    }
+
+    /// Replaces a clean MANIFEST with the open database's (not clean), before the first
+    /// record after a clean open is appended (under `append`): from then on the index and
+    /// the log may disagree on disk until the next clean close. A failure leaves the clean
+    /// MANIFEST in place and appends nothing.
+    #[cold]
+    fn mark_unclean_on_disk(&self) -> Result<()> {
+        let manifest = self.manifest.lock();
+        if !self.manifest_unclean_on_disk.load(Ordering::Acquire) {
+            debug_assert!(!manifest.clean, "the open database's MANIFEST is never clean in memory");
+            self.storage
+                .write_atomic(MANIFEST_PATH, &manifest.encode())
+                .map_err(io_error("write the MANIFEST", MANIFEST_PATH))?;
+            self.manifest_unclean_on_disk.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Accounts for a live record that a write (under `append`) just superseded.

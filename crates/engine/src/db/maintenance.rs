@@ -527,6 +527,7 @@ impl Inner {
             return Err(io_error("write the MANIFEST", MANIFEST_PATH)(error));
         }
         *manifest = updated;
+        self.manifest_unclean_on_disk.store(true, Ordering::Release);
         drop(manifest);
         self.usage.remove(first);
         self.pending_removals.lock().push(first);

@@ -294,3 +294,36 @@ fn reads_across_more_segments_than_may_be_open_keep_the_open_files_bounded() {
     assert!(db.stats().n_open_segments <= 2);
     db.close().expect("close");
 }
+
+#[test]
+fn a_clean_open_leaves_the_manifest_clean_until_its_first_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = small().open(dir.path()).expect("open");
+    for idx in 0..1_000u32 {
+        db.put(idx.to_le_bytes(), format!("value {idx}")).expect("put");
+    }
+    db.close().expect("close");
+    let manifest = std::fs::read(dir.path().join("MANIFEST")).expect("read the MANIFEST");
+
+    // Reads only, then a kill: the files are as the close left them, and the reopen is clean.
+    let db = small().open(dir.path()).expect("clean reopen");
+    assert!(db.stats().recovery.clean);
+    assert_eq!(db.get(7u32.to_le_bytes()).expect("get").as_deref(), Some(&b"value 7"[..]));
+    assert_eq!(std::fs::read(dir.path().join("MANIFEST")).expect("read"), manifest, "reads change no MANIFEST");
+    db.simulate_kill();
+    let db = small().open(dir.path()).expect("reopen after a kill that followed reads only");
+    let recovery = db.stats().recovery;
+    assert!(recovery.clean && !recovery.resumed, "{recovery:?}");
+    assert_eq!(recovery.n_records_replayed, 0);
+
+    // The first write makes it unclean first: a kill after it is taken up, not trusted as clean.
+    db.put(b"after", b"the reopen").expect("put");
+    assert_ne!(std::fs::read(dir.path().join("MANIFEST")).expect("read"), manifest, "the first write rewrites it");
+    db.sync().expect("sync");
+    db.simulate_kill();
+    let db = small().open(dir.path()).expect("reopen after a kill that followed a write");
+    let recovery = db.stats().recovery;
+    assert!(!recovery.clean && recovery.resumed, "{recovery:?}");
+    assert_eq!(db.get(b"after").expect("get").as_deref(), Some(&b"the reopen"[..]));
+    assert_eq!(db.stats().n_keys, 1_001);
+}
