@@ -13,8 +13,8 @@
 //! Layout (docs/format.md, "Bucket map live state"): a datapool `MmapFile` whose data is
 //! 64-bit little-endian words: a 64-byte header (boot id as two words, the bucket count,
 //! five zero words), then one 64-byte slot per bucket (sequence number, generation, cells,
-//! entries, resizes, three zero words), one cache line each so that buckets' writers and
-//! readers never share one.
+//! entries, resizes, the table file's inode and change time at the last flush, one zero
+//! word), one cache line each so that buckets' writers and readers never share one.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,7 +130,7 @@ impl LiveState {
     }
 
     /// Records, at a flush, bucket `idx`'s table file as it is now (its inode and change
-    /// time), after the file was flushed and before this state is.
+    /// time), after the file was flushed and before the manifest is.
     pub(crate) fn record_flushed_file(&self, idx: usize, path: &Path) {
         let (ino, ctime) = match file_identity(path) {
             Ok(found) => found,
